@@ -1,0 +1,1 @@
+"""CLI verbs. Every module here defines ``register(subparsers)``; ``cli.py`` discovers them."""

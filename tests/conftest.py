@@ -1,0 +1,35 @@
+import os
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pyro  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DAGS = os.path.join(ROOT, "dags")
+
+
+@pytest.fixture(autouse=True)
+def _pyro_clean():
+    """Every test starts with an empty param store, validation on and a fixed seed."""
+    pyro.clear_param_store()
+    pyro.enable_validation(True)
+    pyro.set_rng_seed(0)
+    np.random.seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture
+def dag_path():
+    def get(name: str) -> str:
+        return os.path.join(DAGS, f"{name}.yaml")
+
+    return get
