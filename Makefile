@@ -1,23 +1,30 @@
 # causalscene — `make demo` runs the main job, `make test` runs the checks.
-# The virtual environment lives in .venv unless VENV=... says otherwise.
+# The virtual environment lives in .venv unless VENV=... says otherwise (CI keeps one per
+# pyproject.toml hash under ~/.cache, see .ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# A matching torch/torchvision pair (see DESIGN.md, Install). Override on other platforms.
+# A matching torch/torchvision pair (DESIGN.md, Install). Override on other platforms, e.g.
+#   make install TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-STAMP := $(VENV)/.causalscene-installed
+DEPS_STAMP := $(VENV)/.causalscene-deps
 SEED ?= 0
 DEMO_ARGS ?=
+PYTEST_ARGS ?=
 
 .PHONY: install demo test lint unit bench clean
 
-install: $(STAMP)
+# Dependencies are installed once per pyproject.toml; the package itself is (re)linked in
+# editable mode whenever the environment points at another checkout.
+install: $(DEPS_STAMP)
+	@$(PY) -c "import causalscene, os, sys; sys.exit(0 if os.path.realpath(causalscene.__file__).startswith(os.path.realpath('$(CURDIR)') + os.sep) else 1)" 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps --no-build-isolation -e .
 
-$(STAMP): pyproject.toml
+$(DEPS_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=68" wheel
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	touch $(DEPS_STAMP)
 
 demo: install
 	$(VENV)/bin/causalscene demo --out demo_out --seed $(SEED) $(DEMO_ARGS)
@@ -27,9 +34,9 @@ lint: install
 	$(VENV)/bin/ruff format --check causalscene procgen tests benchmarks
 
 unit: install
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint unit
 
 clean:
-	rm -rf demo_out .pytest_cache build *.egg-info
+	rm -rf demo_out reproduce_out .pytest_cache build *.egg-info

@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    # pgmpy 1.1 announces its own deprecations on import; they are not the user's concern.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"pgmpy\.")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

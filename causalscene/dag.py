@@ -36,7 +36,7 @@ import networkx as nx
 import numpy as np
 import yaml
 
-__all__ = ["CausalDAG", "DAGError", "Node", "StateValue", "Assignment"]
+__all__ = ["CausalDAG", "DAGError", "Node", "StateValue", "Assignment", "shipped_dag_path"]
 
 #: A state given by name (``"golem"``) or by index (``1``).
 StateValue = str | int
@@ -163,6 +163,11 @@ class CausalDAG:
         except yaml.YAMLError as exc:
             raise DAGError(f"not valid YAML ({exc})".replace("\n", " "), source=source) from None
         return cls.from_dict(data, source=source)
+
+    @classmethod
+    def shipped(cls, name: str) -> CausalDAG:
+        """One of the DAGs shipped in the repository's ``dags/`` folder (``rpg_fight``, ``faces``, ...)."""
+        return cls.from_yaml(shipped_dag_path(name))
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> CausalDAG:
@@ -555,6 +560,18 @@ class CausalDAG:
     def decode(self, codes: Mapping[str, np.ndarray]) -> dict[str, list[str]]:
         """State names for integer codes."""
         return {k: [self.states(k)[int(i)] for i in v] for k, v in codes.items()}
+
+
+DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
+
+
+def shipped_dag_path(name: str) -> Path:
+    """Path of ``dags/NAME.yaml``; a clear error names the shipped DAGs when it is missing."""
+    path = DAGS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in DAGS_DIR.glob("*.yaml"))
+        raise DAGError(f"no shipped DAG '{name}' (shipped: {', '.join(known) or 'none'})", source=str(DAGS_DIR))
+    return path
 
 
 # ---------------------------------------------------------------------- parsing
