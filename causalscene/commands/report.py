@@ -1,0 +1,21 @@
+"""``causalscene report RUN_OR_DIR --out DIR``: a static, self-contained HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="static HTML report of a run or results folder")
+    p.add_argument("source", type=Path, help="a training run folder or any results folder")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: SOURCE)")
+    p.add_argument("--seed", type=int, default=0, help="unused; every verb takes --seed")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    from causalscene.report import build_report
+
+    path = build_report(args.source, args.out or args.source)
+    print(f"report: {path}")
+    return 0
