@@ -54,9 +54,7 @@ def brute_joint(dag):
 def brute_condition(dag, variables, evidence, do=None):
     source = dag.mutilate(do) if do else dag
     names, table = brute_joint(source)
-    index = tuple(
-        dag.state_index(n, evidence[n]) if n in evidence else slice(None) for n in names
-    )
+    index = tuple(dag.state_index(n, evidence[n]) if n in evidence else slice(None) for n in names)
     sub = table[index]
     kept = [n for n in names if n not in evidence]
     axes = tuple(i for i, n in enumerate(kept) if n not in variables)
@@ -116,18 +114,40 @@ def main():
         return np.bincount(draw["LVFAILURE"], minlength=2)
 
     cases += [
-        ("alarm condition", lambda: queries.condition(alarm, ["HYPOVOLEMIA"], ev), sample_condition, "100k forward samples"),
-        ("alarm intervene", lambda: queries.intervene(alarm, ["LVFAILURE"], {"CVP": "LOW"}), sample_do, "100k forward samples"),
+        (
+            "alarm condition",
+            lambda: queries.condition(alarm, ["HYPOVOLEMIA"], ev),
+            sample_condition,
+            "100k forward samples",
+        ),
+        (
+            "alarm intervene",
+            lambda: queries.intervene(alarm, ["LVFAILURE"], {"CVP": "LOW"}),
+            sample_do,
+            "100k forward samples",
+        ),
     ]
-    device = f"CPU ({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores)"
+    device = (
+        f"CPU ({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores)"
+    )
     print(f"device: {device}")
     print(f"{'query':22s} {'exact (ms)':>11s} {'baseline (ms)':>14s} {'speed-up':>9s}  baseline")
     for name, exact, baseline, what in cases:
         exact()  # warm caches (pgmpy model build)
         t_exact = median_seconds(exact, args.repeats)
         t_base = median_seconds(baseline, max(3, args.repeats // 2))
-        rows.append({"query": name, "exact_ms": 1e3 * t_exact, "baseline_ms": 1e3 * t_base, "ratio": t_base / t_exact, "baseline": what})
-        print(f"{name:22s} {1e3 * t_exact:11.2f} {1e3 * t_base:14.2f} {t_base / t_exact:8.1f}x  {what}")
+        rows.append(
+            {
+                "query": name,
+                "exact_ms": 1e3 * t_exact,
+                "baseline_ms": 1e3 * t_base,
+                "ratio": t_base / t_exact,
+                "baseline": what,
+            }
+        )
+        print(
+            f"{name:22s} {1e3 * t_exact:11.2f} {1e3 * t_base:14.2f} {t_base / t_exact:8.1f}x  {what}"
+        )
     if args.out:
         args.out.write_text(json.dumps({"device": device, "rows": rows}, indent=2))
 

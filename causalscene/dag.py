@@ -238,7 +238,9 @@ class CausalDAG:
             return cls.from_bif(path)
         if suffix in (".yaml", ".yml"):
             return cls.from_yaml(path)
-        raise DAGError("unknown DAG file type (expected .yaml, .yml, .bif or .bif.gz)", source=str(path))
+        raise DAGError(
+            "unknown DAG file type (expected .yaml, .yml, .bif or .bif.gz)", source=str(path)
+        )
 
     @classmethod
     def from_pgmpy(cls, model: Any, name: str = "pgmpy", source: str | None = None) -> CausalDAG:
@@ -405,7 +407,9 @@ class CausalDAG:
             f"unknown state '{state}' (states: {', '.join(states)})", source=self.source, node=node
         )
 
-    def check_assignment(self, assignment: Assignment | None, what: str = "evidence") -> dict[str, int]:
+    def check_assignment(
+        self, assignment: Assignment | None, what: str = "evidence"
+    ) -> dict[str, int]:
         """Validate ``{node: state}`` and return ``{node: state index}``."""
         out: dict[str, int] = {}
         for node, state in (assignment or {}).items():
@@ -443,7 +447,9 @@ class CausalDAG:
         graph = nx.DiGraph(name=self.name)
         for name in self._order:
             node = self._nodes[name]
-            graph.add_node(name, states=list(node.states), rendered=node.rendered, hidden=node.hidden)
+            graph.add_node(
+                name, states=list(node.states), rendered=node.rendered, hidden=node.hidden
+            )
         graph.add_edges_from(self.edges)
         return graph
 
@@ -489,7 +495,9 @@ class CausalDAG:
             nodes[name] = spec
             table = self._cpts[name].reshape(-1, node.cardinality)
             if node.parents:
-                cpts[name] = {k: [float(v) for v in row] for k, row in zip(self._row_labels(node), table)}
+                cpts[name] = {
+                    k: [float(v) for v in row] for k, row in zip(self._row_labels(node), table)
+                }
             else:
                 cpts[name] = [float(v) for v in table[0]]
         return {"name": self.name, "description": self.description, "nodes": nodes, "cpts": cpts}
@@ -570,7 +578,9 @@ def shipped_dag_path(name: str) -> Path:
     path = DAGS_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in DAGS_DIR.glob("*.yaml"))
-        raise DAGError(f"no shipped DAG '{name}' (shipped: {', '.join(known) or 'none'})", source=str(DAGS_DIR))
+        raise DAGError(
+            f"no shipped DAG '{name}' (shipped: {', '.join(known) or 'none'})", source=str(DAGS_DIR)
+        )
     return path
 
 
@@ -594,7 +604,9 @@ def _parse_node(name: str, spec: Any, source: str) -> Node:
     for state in states:
         if not state or "," in state or "=" in state:
             raise DAGError(
-                f"state '{state}' must be non-empty and contain no ',' or '='", source=source, node=name
+                f"state '{state}' must be non-empty and contain no ',' or '='",
+                source=source,
+                node=name,
             )
         if state in seen:
             raise DAGError(f"duplicate state '{state}'", source=source, node=name)
@@ -615,11 +627,15 @@ def _parse_node(name: str, spec: Any, source: str) -> Node:
 
 def _parse_row(value: Any, node: Node, label: str, source: str) -> np.ndarray:
     if not isinstance(value, list):
-        raise DAGError(f"CPT row '{label}' must be a list of probabilities", source=source, node=node.name)
+        raise DAGError(
+            f"CPT row '{label}' must be a list of probabilities", source=source, node=node.name
+        )
     try:
         row = np.array([float(v) for v in value], float)
     except (TypeError, ValueError):
-        raise DAGError(f"CPT row '{label}' has a non-number", source=source, node=node.name) from None
+        raise DAGError(
+            f"CPT row '{label}' has a non-number", source=source, node=node.name
+        ) from None
     if row.shape != (node.cardinality,):
         raise DAGError(
             f"CPT row '{label}' has length {row.size}, expected {node.cardinality} "
@@ -633,11 +649,15 @@ def _parse_row(value: Any, node: Node, label: str, source: str) -> np.ndarray:
 def _parse_cpt(node: Node, nodes: Mapping[str, Node], table: Any, source: str) -> np.ndarray:
     if not node.parents:
         if isinstance(table, Mapping):
-            raise DAGError("a root's CPT is one row (a list), not a mapping", source=source, node=node.name)
+            raise DAGError(
+                "a root's CPT is one row (a list), not a mapping", source=source, node=node.name
+            )
         return _parse_row(table, node, "(root)", source)[None, :].reshape(node.cardinality)
     if not isinstance(table, Mapping):
         raise DAGError(
-            f"CPT must map parent states ({','.join(node.parents)}) to rows", source=source, node=node.name
+            f"CPT must map parent states ({','.join(node.parents)}) to rows",
+            source=source,
+            node=node.name,
         )
     parent_states = [nodes[p].states for p in node.parents]
     expected = {",".join(c): c for c in itertools.product(*parent_states)}
@@ -665,7 +685,9 @@ def _check_rows(node: Node, rows: np.ndarray, labels: list[str], source: str | N
         if not np.all(np.isfinite(row)):
             raise DAGError(f"CPT row '{label}' is not finite", source=source, node=node.name)
         if np.any(row < 0):
-            raise DAGError(f"CPT row '{label}' has a negative probability", source=source, node=node.name)
+            raise DAGError(
+                f"CPT row '{label}' has a negative probability", source=source, node=node.name
+            )
         total = float(row.sum())
         if abs(total - 1.0) > TOLERANCE:
             raise DAGError(

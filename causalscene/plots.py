@@ -59,7 +59,10 @@ def grid_array(images: Any, ncol: int = 8, pad: int = 2, pad_value: int = 255) -
     out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, 3), pad_value, np.uint8)
     for i in range(n):
         r, c = divmod(i, ncol)
-        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = array[i]
+        out[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = array[i]
     return out
 
 
@@ -74,25 +77,34 @@ def save_image_grid(
     """An image grid as PNG; with ``titles``, one small caption above each image (matplotlib)."""
     array = to_uint8_nhwc(images)
     if titles is None and suptitle is None:
-        from PIL import Image
-
         import io
+
+        from PIL import Image
 
         buffer = io.BytesIO()
         grid = grid_array(array, ncol)
         image = Image.fromarray(grid)
         if scale != 1.0:
-            image = image.resize((int(grid.shape[1] * scale), int(grid.shape[0] * scale)), Image.NEAREST)
+            image = image.resize(
+                (int(grid.shape[1] * scale), int(grid.shape[0] * scale)), Image.NEAREST
+            )
         image.save(buffer, format="PNG")
         return atomic_write_bytes(path, buffer.getvalue())
     n = len(array)
     ncol = max(1, min(ncol, n))
     nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.6 * ncol * scale, 1.9 * nrow * scale), squeeze=False)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(1.6 * ncol * scale, 1.9 * nrow * scale), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(array[i].squeeze(-1) if array.shape[-1] == 1 else array[i], cmap="gray", vmin=0, vmax=255)
+            ax.imshow(
+                array[i].squeeze(-1) if array.shape[-1] == 1 else array[i],
+                cmap="gray",
+                vmin=0,
+                vmax=255,
+            )
             if titles is not None:
                 ax.set_title(titles[i], fontsize=6)
     if suptitle:
@@ -127,12 +139,25 @@ def draw_dag(
     colors = []
     for node in graph:
         data = graph.nodes[node]
-        colors.append("#dddddd" if data.get("hidden") else ("#9ecae1" if data.get("rendered") else "#fdd0a2"))
-    nx.draw_networkx_nodes(graph, pos, ax=ax, node_color=colors, node_size=2300, edgecolors="#333333")
+        colors.append(
+            "#dddddd" if data.get("hidden") else ("#9ecae1" if data.get("rendered") else "#fdd0a2")
+        )
+    nx.draw_networkx_nodes(
+        graph, pos, ax=ax, node_color=colors, node_size=2300, edgecolors="#333333"
+    )
     nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7)
     edges = list(graph.edges)
     edge_color = [(edge_colors or {}).get(e, "#555555") for e in edges]
-    nx.draw_networkx_edges(graph, pos, ax=ax, edgelist=edges, edge_color=edge_color, arrows=True, node_size=2300, arrowsize=14)
+    nx.draw_networkx_edges(
+        graph,
+        pos,
+        ax=ax,
+        edgelist=edges,
+        edge_color=edge_color,
+        arrows=True,
+        node_size=2300,
+        arrowsize=14,
+    )
     if extra_edges:
         nx.draw_networkx_edges(
             graph,
@@ -159,7 +184,7 @@ def plot_tau_vs_alpha(sweep: Mapping[str, Any], path: str | Path, title: str | N
     ncol = min(3, max(1, len(keys)))
     nrow = -(-max(1, len(keys)) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.8 * nrow), squeeze=False)
-    for ax in axes.flat[len(keys):]:
+    for ax in axes.flat[len(keys) :]:
         ax.axis("off")
     for ax, key in zip(axes.flat, keys):
         c, e = key.split(":")
@@ -199,7 +224,9 @@ def plot_null_histograms(pairs: Sequence[Any], path: str | Path, title: str | No
     return atomic_savefig(fig, path)
 
 
-def plot_dag_comparison(dag: Any, comparison: Any, path: str | Path, title: str | None = None) -> Path:
+def plot_dag_comparison(
+    dag: Any, comparison: Any, path: str | Path, title: str | None = None
+) -> Path:
     """The prescribed DAG with CAGE's inferred arrows (dashed): green agrees, red disagrees,
     grey unreliable. A pair inferred as "none" draws no arrow (its colour goes on the DAG edge
     when the DAG has one: red = an edge CAGE missed)."""
@@ -225,7 +252,12 @@ def plot_dag_comparison(dag: Any, comparison: Any, path: str | Path, title: str 
 
 
 def plot_points_counterfactual(
-    points: Any, colors: Any, moved: Any, path: str | Path, title: str | None = None, max_arrows: int = 200
+    points: Any,
+    colors: Any,
+    moved: Any,
+    path: str | Path,
+    title: str | None = None,
+    max_arrows: int = 200,
 ) -> Path:
     """2-D points coloured by a label, with arrows to their counterfactual positions."""
     points, moved = np.asarray(points, float), np.asarray(moved, float)
@@ -233,7 +265,9 @@ def plot_points_counterfactual(
     ax.scatter(points[:, 0], points[:, 1], c=np.asarray(colors), s=3, cmap="coolwarm", alpha=0.6)
     k = min(max_arrows, len(points))
     for a, b in zip(points[:k], moved[:k]):
-        ax.annotate("", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": "#333333", "lw": 0.5})
+        ax.annotate(
+            "", xy=b, xytext=a, arrowprops={"arrowstyle": "->", "color": "#333333", "lw": 0.5}
+        )
     ax.set_aspect("equal")
     if title:
         ax.set_title(title, fontsize=8)
@@ -282,7 +316,13 @@ def plot_stability_curve(stability: Any, path: str | Path, title: str | None = N
     """Split-half consistency (ARI, ± std) and template cosine similarity against K."""
     ks = np.asarray(stability.ks)
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    ax.errorbar(ks, stability.consistency, yerr=stability.consistency_std, marker="o", label="label consistency (ARI)")
+    ax.errorbar(
+        ks,
+        stability.consistency,
+        yerr=stability.consistency_std,
+        marker="o",
+        label="label consistency (ARI)",
+    )
     ax.plot(ks, stability.template_cosine, marker="s", label="template cosine")
     ax.axvline(stability.best_k, color="#999999", ls=":", lw=1)
     ax.set_xlabel("number of modules K")
@@ -290,12 +330,17 @@ def plot_stability_curve(stability: Any, path: str | Path, title: str | None = N
     ax.set_xticks(ks)
     ax.set_ylim(min(0.0, float(np.min(stability.consistency)) - 0.05), 1.05)
     ax.legend(fontsize=7)
-    ax.set_title(title or f"cluster stability ({stability.method}); best K = {stability.best_k}", fontsize=8)
+    ax.set_title(
+        title or f"cluster stability ({stability.method}); best K = {stability.best_k}", fontsize=8
+    )
     return atomic_savefig(fig, path)
 
 
 def plot_module_hybrids(
-    hybrids: Mapping[str, Any], path: str | Path, module_names: Sequence[str] | None = None, n: int = 4
+    hybrids: Mapping[str, Any],
+    path: str | Path,
+    module_names: Sequence[str] | None = None,
+    n: int = 4,
 ) -> Path:
     """For each module a block of ``n`` rows: Original 1 | Hybrid | Original 2.
 
@@ -331,7 +376,13 @@ def plot_sdr_histograms(
     for name, values in groups.items():
         array = np.asarray(values, dtype=float).reshape(-1)
         array = array[np.isfinite(array) & (array > 0)]
-        ax.hist(np.clip(np.log10(array), -1.5, 1.5), bins=edges, alpha=0.55, density=True, label=f"{name} (n={array.size})")
+        ax.hist(
+            np.clip(np.log10(array), -1.5, 1.5),
+            bins=edges,
+            alpha=0.55,
+            density=True,
+            label=f"{name} (n={array.size})",
+        )
     ax.axvline(0.0, color="#333333", ls="--", lw=1)
     ax.set_xlabel("log10 spectral density ratio")
     ax.set_ylabel("density")

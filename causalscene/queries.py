@@ -163,7 +163,9 @@ def _require_possible(dag: CausalDAG, codes: Mapping[str, int], what: str) -> No
         raise DAGError(f"{what} {_names(dag, codes)} has probability 0", source=dag.source)
 
 
-def condition(dag: CausalDAG, variables: Sequence[str] | str, evidence: Assignment | None = None) -> QueryResult:
+def condition(
+    dag: CausalDAG, variables: Sequence[str] | str, evidence: Assignment | None = None
+) -> QueryResult:
     """P(variables | evidence), exactly (rung 1: association)."""
     variables = _check_variables(dag, variables)
     codes = dag.check_assignment(evidence, "evidence")
@@ -267,7 +269,10 @@ def twin_network(dag: CausalDAG, do: Assignment) -> tuple[CausalDAG, dict[str, s
         cpts[u_name] = weights
         deterministic = np.moveaxis(np.eye(node.cardinality)[response], 0, -2)
         # deterministic: [*parent cards, cells, K] -> parents order (parents..., U)
-        for world, parent_names in (("factual", node.parents), ("cf", tuple(cf_name[p] for p in node.parents))):
+        for world, parent_names in (
+            ("factual", node.parents),
+            ("cf", tuple(cf_name[p] for p in node.parents)),
+        ):
             if world == "cf" and name not in affected:
                 continue
             target = name if world == "factual" else cf_name[name]
@@ -314,7 +319,9 @@ def counterfactual(
     if noise == "monotone":
         twin, cf_name = twin_network(dag, fixed)  # abduction + action live in the twin network
         targets = tuple(cf_name[v] for v in variables)
-        if len(set(targets)) != len(targets):  # pragma: no cover - names are distinct by construction
+        if len(set(targets)) != len(
+            targets
+        ):  # pragma: no cover - names are distinct by construction
             raise AssertionError("counterfactual copies collide")
         probs = _twin_query(twin, targets, observed)  # prediction
         samples = None
@@ -333,7 +340,9 @@ def counterfactual(
     )
 
 
-def _twin_query(twin: CausalDAG, targets: tuple[str, ...], observed: Mapping[str, int]) -> np.ndarray:
+def _twin_query(
+    twin: CausalDAG, targets: tuple[str, ...], observed: Mapping[str, int]
+) -> np.ndarray:
     """P(targets | observed) on the twin network; a target that is also observed is a point mass."""
     free = tuple(t for t in targets if t not in observed)
     table = _eliminate(twin, free, observed) if free else np.ones(())
@@ -342,11 +351,15 @@ def _twin_query(twin: CausalDAG, targets: tuple[str, ...], observed: Mapping[str
         if t in observed:
             point = np.zeros(twin.cardinality(t))
             point[observed[t]] = 1.0
-            table = np.expand_dims(table, axis) * point.reshape([-1 if i == axis else 1 for i in range(table.ndim + 1)])
+            table = np.expand_dims(table, axis) * point.reshape(
+                [-1 if i == axis else 1 for i in range(table.ndim + 1)]
+            )
     return table
 
 
-def _gumbel_posterior(logits: np.ndarray, observed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _gumbel_posterior(
+    logits: np.ndarray, observed: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Sample Gumbel noise G [n, K] given that argmax_k(logits + G) = observed (top-down trick)."""
     n, k = logits.shape
     finite = np.isfinite(logits)
@@ -377,12 +390,20 @@ def _gumbel_counterfactual(
         for name in dag.nodes:
             table = dag.cpt(name)
             parents = dag.parents(name)
-            logits_f = np.log(table[tuple(factual[p] for p in parents)] if parents else np.broadcast_to(table, (num_samples, table.shape[-1])))
+            logits_f = np.log(
+                table[tuple(factual[p] for p in parents)]
+                if parents
+                else np.broadcast_to(table, (num_samples, table.shape[-1]))
+            )
             noise = _gumbel_posterior(logits_f, factual[name], rng)  # abduction, part 2: U | V
             if name in fixed:  # action
                 world[name] = np.full(num_samples, fixed[name])
                 continue
-            logits_cf = np.log(table[tuple(world[p] for p in parents)] if parents else np.broadcast_to(table, (num_samples, table.shape[-1])))
+            logits_cf = np.log(
+                table[tuple(world[p] for p in parents)]
+                if parents
+                else np.broadcast_to(table, (num_samples, table.shape[-1]))
+            )
             world[name] = np.argmax(logits_cf + noise, axis=1)  # prediction
     shape = tuple(dag.cardinality(v) for v in variables)
     flat = np.ravel_multi_index(tuple(world[v] for v in variables), shape)

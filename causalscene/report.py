@@ -75,9 +75,18 @@ def _json_table(title: str, obj: Any) -> dict[str, Any] | None:
         rows = _flatten(obj)
         if rows and len(rows) <= 120:
             return {"title": title, "columns": ["key", "value"], "rows": [[k, v] for k, v in rows]}
-    if isinstance(obj, list) and obj and all(isinstance(r, Mapping) for r in obj) and len(obj) <= 200:
+    if (
+        isinstance(obj, list)
+        and obj
+        and all(isinstance(r, Mapping) for r in obj)
+        and len(obj) <= 200
+    ):
         columns = list(dict.fromkeys(k for r in obj for k in r))
-        return {"title": title, "columns": columns, "rows": [[r.get(c, "") for c in columns] for r in obj]}
+        return {
+            "title": title,
+            "columns": columns,
+            "rows": [[r.get(c, "") for c in columns] for r in obj],
+        }
     return None
 
 
@@ -94,7 +103,12 @@ def collect_sections(folder: str | Path) -> tuple[str, list[dict[str, Any]]]:
     config = folder / "config.json"
     if config.is_file():
         sections.append(
-            {"title": "Run configuration", "tables": [t for t in [_json_table("config.json", json.loads(config.read_text()))] if t]}
+            {
+                "title": "Run configuration",
+                "tables": [
+                    t for t in [_json_table("config.json", json.loads(config.read_text()))] if t
+                ],
+            }
         )
     metrics = folder / "metrics.jsonl"
     if metrics.is_file():
@@ -115,7 +129,13 @@ def collect_sections(folder: str | Path) -> tuple[str, list[dict[str, Any]]]:
         if isinstance(obj, Mapping) and {"claim", "measured", "holds"} <= set(obj):
             text = f"Claim: {obj['claim']} Source: {obj.get('source', '')}. Holds: {obj['holds']}."
             table = _json_table(rel, obj["measured"])
-            sections.append({"title": f"reproduce {obj.get('name', rel)}", "text": text, "tables": [table] if table else []})
+            sections.append(
+                {
+                    "title": f"reproduce {obj.get('name', rel)}",
+                    "text": text,
+                    "tables": [table] if table else [],
+                }
+            )
             continue
         table = _json_table(rel, obj)
         if table:
@@ -142,10 +162,16 @@ def _table_html(table: Mapping[str, Any]) -> str:
     for row in table["rows"]:
         cells = []
         for value in row:
-            cls = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+            cls = (
+                ' class="num"'
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else ""
+            )
             cells.append(f"<td{cls}>{html.escape(_fmt(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    title = f"<p><b>{html.escape(str(table.get('title', '')))}</b></p>" if table.get("title") else ""
+    title = (
+        f"<p><b>{html.escape(str(table.get('title', '')))}</b></p>" if table.get("title") else ""
+    )
     return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -158,7 +184,10 @@ def render_html(title: str, sections: Sequence[Mapping[str, Any]], base: str | P
         f"<script>{_CHECK_IMAGES}</script></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
-    nav = " ".join(f"<a href='#s{i}'>{html.escape(str(s.get('title', '')))}</a>" for i, s in enumerate(sections))
+    nav = " ".join(
+        f"<a href='#s{i}'>{html.escape(str(s.get('title', '')))}</a>"
+        for i, s in enumerate(sections)
+    )
     parts.append(f"<nav>{nav}</nav>")
     for i, section in enumerate(sections):
         parts.append(f"<h2 id='s{i}'>{html.escape(str(section.get('title', '')))}</h2>")
@@ -171,7 +200,9 @@ def render_html(title: str, sections: Sequence[Mapping[str, Any]], base: str | P
             if not path.is_file():
                 raise FileNotFoundError(f"report image missing: {path}")
             parts.append(_img_tag(path, image.get("caption", "")))
-    parts.append("<p class='note'>Made by causalscene. Self-contained: images are embedded.</p></body></html>")
+    parts.append(
+        "<p class='note'>Made by causalscene. Self-contained: images are embedded.</p></body></html>"
+    )
     return "\n".join(parts)
 
 
@@ -179,6 +210,8 @@ def build_report(source: str | Path, out: str | Path) -> Path:
     """Write ``out/index.html`` for a run or results folder; returns its path."""
     title, sections = collect_sections(source)
     if not sections:
-        raise ValueError(f"nothing to report in {source}: no report.json, JSON results or PNG figures")
+        raise ValueError(
+            f"nothing to report in {source}: no report.json, JSON results or PNG figures"
+        )
     page = render_html(title, sections, source)
     return atomic_write_text(Path(out) / "index.html", page)

@@ -33,13 +33,25 @@ def test_dag_verbs(capsys, dag_path, tmp_path):
 def test_query_json_three_rungs(capsys, dag_path):
     path = dag_path("rpg_fight")
     dag = CausalDAG.from_yaml(path)
-    code, out, _ = run(capsys, "query", path, "--variables", "actor_attack", "action", "--evidence", "reaction=hurt", "--json")
+    code, out, _ = run(
+        capsys,
+        "query",
+        path,
+        "--variables",
+        "actor_attack",
+        "action",
+        "--evidence",
+        "reaction=hurt",
+        "--json",
+    )
     got = json.loads(out)
     ref = queries.condition(dag, ["actor_attack", "action"], {"reaction": "hurt"})
     assert code == 0 and got["kind"] == "condition"
     assert got["states"] == {"actor_attack": ["low", "high"], "action": ["attack", "taunt", "walk"]}
     assert np.allclose(got["probabilities"], ref.probs.ravel())  # row-major over the given order
-    code, out, _ = run(capsys, "query", path, "--variables", "actor_attack", "--do", "action=attack", "--json")
+    code, out, _ = run(
+        capsys, "query", path, "--variables", "actor_attack", "--do", "action=attack", "--json"
+    )
     got = json.loads(out)
     assert got["kind"] == "intervention"
     assert np.allclose(got["probabilities"], queries.condition(dag, ["actor_attack"]).probs)
@@ -59,7 +71,10 @@ def test_query_json_three_rungs(capsys, dag_path):
     "argv,message",
     [
         (["--variables", "actr"], "unknown variable 'actr'"),
-        (["--variables", "actor", "--evidence", "action=fly"], "node 'action': unknown state 'fly'"),
+        (
+            ["--variables", "actor", "--evidence", "action=fly"],
+            "node 'action': unknown state 'fly'",
+        ),
         (["--variables", "actor", "--evidence", "action"], "not of the form name=state"),
         (["--variables", "actor", "--factual", "action=walk"], "needs --do"),
         (["--variables", "actor", "--do", "zz=1"], "do names unknown variable 'zz'"),
@@ -82,7 +97,9 @@ def test_malformed_file_from_a_real_process(tmp_path):
 
 
 def test_reproduce_queries_tutorial(capsys, tmp_path):
-    code, out, _ = run(capsys, "reproduce", "queries-tutorial", "--out", str(tmp_path), "--seed", "3")
+    code, out, _ = run(
+        capsys, "reproduce", "queries-tutorial", "--out", str(tmp_path), "--seed", "3"
+    )
     result = json.loads(out)
     assert code == 0 and result["holds"] is True and result["seed"] == 3
     m = result["measured"]
@@ -91,8 +108,12 @@ def test_reproduce_queries_tutorial(capsys, tmp_path):
 
     dag = CausalDAG.shipped("rpg_fight")
     attack = dag.state_index("action", "attack")
-    assert m["p_attack_high_given_action_attack"] == pytest.approx(brute_query(dag, ["actor_attack"], {"action": attack})[1])
-    assert m["p_attack_high_do_action_attack"] == pytest.approx(brute_query(dag, ["actor_attack"])[1])
+    assert m["p_attack_high_given_action_attack"] == pytest.approx(
+        brute_query(dag, ["actor_attack"], {"action": attack})[1]
+    )
+    assert m["p_attack_high_do_action_attack"] == pytest.approx(
+        brute_query(dag, ["actor_attack"])[1]
+    )
     assert json.loads((tmp_path / "result.json").read_text())["measured"] == m
     code, out, _ = run(capsys, "reproduce")
     assert code == 0 and "queries-tutorial" in out

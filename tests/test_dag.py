@@ -56,7 +56,14 @@ def test_rpg_fight_tables_are_the_tutorials(dag_path):
         "actor_strength", "actor_defense", "actor_attack",
         "reactor_strength", "reactor_defense", "reactor_attack",
     ]  # fmt: skip
-    assert set(dag.rendered_nodes) == {"actor", "actor_type", "reactor", "reactor_type", "action", "reaction"}
+    assert set(dag.rendered_nodes) == {
+        "actor",
+        "actor_type",
+        "reactor",
+        "reactor_type",
+        "action",
+        "reaction",
+    }
     # P(high | golem, type3) for strength, defense, attack: .2, .4, .1 (issue 2's table)
     golem, type3, high = 1, 2, 1
     assert dag.cpt("actor_strength")[golem, type3, high] == pytest.approx(0.2)
@@ -112,7 +119,12 @@ def test_sampling_matches_exact_marginals(dag_path):
         draw = dag.sample(n, seed=7, **kwargs)
         for node in ("actor_attack", "reaction", "action"):
             if node in kwargs.get("evidence", {}) or node in kwargs.get("do", {}):
-                assert np.all(draw[node] == dag.state_index(node, {**kwargs.get("evidence", {}), **kwargs.get("do", {})}[node]))
+                assert np.all(
+                    draw[node]
+                    == dag.state_index(
+                        node, {**kwargs.get("evidence", {}), **kwargs.get("do", {})}[node]
+                    )
+                )
                 continue
             if "do" in kwargs:
                 exact = queries.intervene(dag, [node], kwargs["do"]).probs
@@ -149,15 +161,30 @@ FAULTS = [
     (lambda d: d["nodes"]["b"].update(states=["p", "p", "r"]), "node 'b': duplicate state 'p'"),
     (lambda d: d["cpts"]["c"].pop("y,q"), "node 'c': missing CPT row 'y,q'"),
     (lambda d: d["cpts"]["c"].update({"y,s": [0.5, 0.5]}), "node 'c': extra CPT row 'y,s'"),
-    (lambda d: d["cpts"]["b"].update(x=[0.5, 0.5]), "node 'b': CPT row 'x' has length 2, expected 3"),
-    (lambda d: d["cpts"]["b"].update(x=[-0.1, 0.6, 0.5]), "node 'b': CPT row 'x' has a negative probability"),
-    (lambda d: d["cpts"]["b"].update(x=[0.2, 0.3, 0.4]), "node 'b': CPT row 'x' sums to 0.9, not 1"),
+    (
+        lambda d: d["cpts"]["b"].update(x=[0.5, 0.5]),
+        "node 'b': CPT row 'x' has length 2, expected 3",
+    ),
+    (
+        lambda d: d["cpts"]["b"].update(x=[-0.1, 0.6, 0.5]),
+        "node 'b': CPT row 'x' has a negative probability",
+    ),
+    (
+        lambda d: d["cpts"]["b"].update(x=[0.2, 0.3, 0.4]),
+        "node 'b': CPT row 'x' sums to 0.9, not 1",
+    ),
     (lambda d: d["cpts"].pop("a"), "node 'a': missing CPT"),
     (lambda d: d["cpts"].update(zz=[1.0]), "node 'zz': CPT given for unknown node"),
-    (lambda d: d["nodes"]["a"].update(hidden=True, rendered=True), "node 'a': a node cannot be both"),
+    (
+        lambda d: d["nodes"]["a"].update(hidden=True, rendered=True),
+        "node 'a': a node cannot be both",
+    ),
     (lambda d: d["nodes"]["a"].update(colour="red"), "node 'a': unknown key 'colour'"),
     (lambda d: d["cpts"].update(a={"x": [1.0]}), "node 'a': a root's CPT is one row"),
-    (lambda d: d["cpts"]["b"].update(x=[0.2, "many", 0.5]), "node 'b': CPT row 'x' has a non-number"),
+    (
+        lambda d: d["cpts"]["b"].update(x=[0.2, "many", 0.5]),
+        "node 'b': CPT row 'x' has a non-number",
+    ),
 ]
 
 
@@ -202,7 +229,11 @@ def test_yes_no_states_stay_strings(tmp_path):
 # ------------------------------------------------------- property-based
 names = st.text(alphabet=string.ascii_lowercase + "_,= ", min_size=0, max_size=4)
 scalars = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3), names, st.booleans(), st.none()
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-3, 3),
+    names,
+    st.booleans(),
+    st.none(),
 )
 values = st.recursive(
     scalars,
@@ -248,7 +279,9 @@ def test_malformed_files_give_only_clear_errors(data):
 @given(
     variable=st.sampled_from(["a", "b", "c", "zz", ""]),
     ev_node=st.sampled_from(["a", "b", "c", "zz"]),
-    ev_state=st.one_of(st.sampled_from(["x", "y", "p", "q", "r", "no", "yes", "bogus"]), st.integers(-2, 4)),
+    ev_state=st.one_of(
+        st.sampled_from(["x", "y", "p", "q", "r", "no", "yes", "bogus"]), st.integers(-2, 4)
+    ),
     kind=st.sampled_from(["condition", "intervene", "counterfactual"]),
 )
 def test_malformed_queries_give_only_clear_errors(variable, ev_node, ev_state, kind):
@@ -263,6 +296,9 @@ def test_malformed_queries_give_only_clear_errors(variable, ev_node, ev_state, k
     except DAGError as exc:
         message = str(exc)
         assert message.startswith("tiny.yaml")
-        assert any(s in message for s in ("unknown variable", "unknown state", "also in the evidence", "probability 0"))
+        assert any(
+            s in message
+            for s in ("unknown variable", "unknown state", "also in the evidence", "probability 0")
+        )
         return
     assert r.probs.sum() == pytest.approx(1.0)

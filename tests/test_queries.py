@@ -62,7 +62,9 @@ def test_rpg_fight_against_brute_force(dag_path):
         got = queries.condition(dag, targets, ev).probs
         assert np.abs(got - brute_query(dag, targets, ev)).max() < 1e-9
     got = queries.intervene(dag, ["actor_attack", "reaction"], {"action": 0}).probs
-    assert np.abs(got - brute_query(dag, ["actor_attack", "reaction"], {}, {"action": 0})).max() < 1e-9
+    assert (
+        np.abs(got - brute_query(dag, ["actor_attack", "reaction"], {}, {"action": 0})).max() < 1e-9
+    )
     factual = {"actor": 0, "reactor": 0, "action": 0, "reaction": 0}
     got = queries.counterfactual(dag, ["reaction"], factual, {"reactor": 1}).probs
     ref = brute_counterfactual(dag, ["reaction"], factual, {"reactor": 1})
@@ -117,7 +119,9 @@ def test_gumbel_counterfactual_estimates():
     # (a property of any SCM): average P(Y_0 | X=1, Y=y) P(Y=y | X=1) = P(Y | do(X=0)).
     total = np.zeros(3)
     for y in range(3):
-        cf = queries.counterfactual(dag, ["Y"], {"X": 1, "Y": y}, {"X": 0}, noise="gumbel", num_samples=40_000, seed=y)
+        cf = queries.counterfactual(
+            dag, ["Y"], {"X": 1, "Y": y}, {"X": 0}, noise="gumbel", num_samples=40_000, seed=y
+        )
         total += cf.probs * dag.cpt("Y")[1, y]
     assert np.abs(total - dag.cpt("Y")[0]).max() < 0.02
 
@@ -144,7 +148,9 @@ def test_sprinkler_regression_not_pgmpy_causal_inference():
     assert r.probs[1] == pytest.approx(0.99 / 1.89, abs=1e-9)
     from pgmpy.inference import CausalInference
 
-    wrong = CausalInference(dag.to_pgmpy()).query(["R"], do={"S": "1"}, evidence={"W": "1"}, show_progress=False)
+    wrong = CausalInference(dag.to_pgmpy()).query(
+        ["R"], do={"S": "1"}, evidence={"W": "1"}, show_progress=False
+    )
     assert abs(float(wrong.values[1]) - r.probs[1]) > 0.01  # the reason we do not use it
 
 
@@ -169,7 +175,9 @@ def test_alarm_from_bundled_bif(tmp_path):
 def test_asia_from_bundled_bif_matches_brute_force():
     import pgmpy
 
-    dag = CausalDAG.from_bif(Path(pgmpy.__file__).parent / "utils" / "example_models" / "asia.bif.gz")
+    dag = CausalDAG.from_bif(
+        Path(pgmpy.__file__).parent / "utils" / "example_models" / "asia.bif.gz"
+    )
     assert len(dag.nodes) == 8
     ev = {"xray": dag.state_index("xray", "yes"), "smoke": dag.state_index("smoke", "yes")}
     got = queries.condition(dag, ["lung", "tub"], ev).probs
@@ -200,7 +208,9 @@ def test_query_errors_name_the_fault(dag_path):
     with pytest.raises(DAGError, match=r"sure.yaml: evidence \{'a': 'y'\} has probability 0"):
         queries.condition(sure, ["b"], {"a": "y"})
     with pytest.raises(DAGError, match="unknown noise model"):
-        queries.counterfactual(dag, ["reaction"], {"actor": "satyr"}, {"reactor": "golem"}, noise="x")
+        queries.counterfactual(
+            dag, ["reaction"], {"actor": "satyr"}, {"reactor": "golem"}, noise="x"
+        )
     with pytest.raises(DAGError, match="also in the evidence"):
         queries.condition(dag, ["actor"], {"actor": "satyr"})
 
@@ -214,4 +224,6 @@ def test_result_tables(dag_path):
     d = r.to_dict()
     assert d["probabilities"] == pytest.approx(r.probs.ravel().tolist())
     assert r.prob(action="taunt", actor="golem") == pytest.approx(r.probs[1, 1])
-    assert np.allclose(r.marginal("actor"), queries.condition(dag, ["actor"], {"reaction": "hurt"}).probs)
+    assert np.allclose(
+        r.marginal("actor"), queries.condition(dag, ["actor"], {"reaction": "hurt"}).probs
+    )

@@ -4,7 +4,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +33,43 @@ def chromium():
 
 def make_results(folder: Path) -> None:
     rng = np.random.default_rng(0)
-    save_image_grid(rng.integers(0, 255, (8, 16, 16, 3), dtype=np.uint8), folder / "grid.png", ncol=4)
+    save_image_grid(
+        rng.integers(0, 255, (8, 16, 16, 3), dtype=np.uint8), folder / "grid.png", ncol=4
+    )
     (folder / "sub").mkdir()
     save_image_grid(rng.random((4, 3, 16, 16)), folder / "sub" / "samples.png", ncol=2)
     (folder / "result.json").write_text(
-        json.dumps({"name": "toy", "claim": "a claim", "source": "x", "measured": {"tau": 0.3}, "holds": True})
+        json.dumps(
+            {
+                "name": "toy",
+                "claim": "a claim",
+                "source": "x",
+                "measured": {"tau": 0.3},
+                "holds": True,
+            }
+        )
     )
-    (folder / "table.json").write_text(json.dumps([{"pair": "a:b", "tau": 0.1}, {"pair": "c:d", "tau": -0.2}]))
+    (folder / "table.json").write_text(
+        json.dumps([{"pair": "a:b", "tau": 0.1}, {"pair": "c:d", "tau": -0.2}])
+    )
 
 
 def render(html: Path, tmp_path: Path):
     exe = chromium()
     common = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     shot = tmp_path / "shot.png"
-    subprocess.run([*common, f"--screenshot={shot}", "--window-size=1200,900", html.as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1200,900", html.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     dom = subprocess.run(
-        [*common, "--virtual-time-budget=5000", "--dump-dom", html.as_uri()], check=True, capture_output=True, text=True, timeout=120
+        [*common, "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     return shot, dom
 

@@ -31,10 +31,14 @@ def run_query(dag, variables, evidence, do, factual, noise="monotone", num_sampl
 
     if factual:
         if evidence:
-            raise ValueError("--evidence and --factual cannot be combined: --factual is the evidence of a counterfactual")
+            raise ValueError(
+                "--evidence and --factual cannot be combined: --factual is the evidence of a counterfactual"
+            )
         if not do:
             raise ValueError("a counterfactual (--factual) needs --do")
-        return queries.counterfactual(dag, variables, factual, do, noise=noise, num_samples=num_samples, seed=seed)
+        return queries.counterfactual(
+            dag, variables, factual, do, noise=noise, num_samples=num_samples, seed=seed
+        )
     if do:
         return queries.intervene(dag, variables, do, evidence)
     return queries.condition(dag, variables, evidence)
@@ -53,7 +57,9 @@ def print_result(result, console=None) -> None:
         given.append("do(" + ", ".join(f"{k}={v}" for k, v in result.do.items()) + ")")
     if result.evidence:
         given.append(", ".join(f"{k}={v}" for k, v in result.evidence.items()))
-    title = f"{result.kind}: P({', '.join(result.variables)}" + (f" | {'; '.join(given)})" if given else ")")
+    title = f"{result.kind}: P({', '.join(result.variables)}" + (
+        f" | {'; '.join(given)})" if given else ")"
+    )
     console.print(f"[bold]{title}[/bold]")
     table = Table()
     frame = result.to_frame()

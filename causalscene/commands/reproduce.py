@@ -9,7 +9,9 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="check one of the papers' claims (JSON result)")
     p.add_argument("name", nargs="?", help="reproduction name; omit to list them")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: reproduce_out/NAME)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: reproduce_out/NAME)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", choices=["small", "full"], default="small")
     p.set_defaults(func=_main)
