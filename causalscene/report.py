@@ -151,9 +151,19 @@ def collect_sections(folder: str | Path) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _img_tag(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    from PIL import Image
+
+    raw = path.read_bytes()
+    with Image.open(path) as image:
+        width = image.size[0]
+    # small image grids (32-64 px tiles) are shown enlarged, pixel-sharp
+    shown = width * 2 if width < 360 else min(width, 1000)
+    data = base64.b64encode(raw).decode("ascii")
     cap = html.escape(caption)
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" width="{shown}" alt="{cap}">'
+        f"<figcaption>{cap}</figcaption></figure>"
+    )
 
 
 def _table_html(table: Mapping[str, Any]) -> str:
