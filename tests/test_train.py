@@ -1,0 +1,423 @@
+"""Training: run folder contents, load_run, checkpoints, exact resume after SIGKILL, NaN guard,
+clear errors, DDP with two gloo processes, the ``train`` verb."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from causalscene.cli import main
+from causalscene.dag import CausalDAG
+from causalscene.model import CausalVAE, PlainVAE
+from causalscene.train import TrainConfig, TrainingDiverged, fit, load_run
+from tests.test_model import synth_data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(
+        epochs=2,
+        batch_size=16,
+        latent_dim=3,
+        base_channels=4,
+        device="cpu",
+        progress=False,
+        validate=True,
+        checkpoint_every=4,
+        grid_size=4,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture
+def rpg(dag_path):
+    return CausalDAG.load(dag_path("rpg_fight"))
+
+
+def test_fit_writes_run_and_load_run_restores_it(rpg, tmp_path):
+    data = synth_data(rpg, 160, seed=1)
+    torch.manual_seed(0)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    history = fit(model, data, _config(epochs=3), out=tmp_path / "run")
+    run = tmp_path / "run"
+    for name in (
+        "config.json",
+        "model.json",
+        "dag.json",
+        "checkpoint.pt",
+        "metrics.jsonl",
+        "samples_e001.png",
+        "recon_e003.png",
+    ):
+        assert (run / name).is_file(), name
+    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3] and lines == history
+    assert lines[-1]["heldout_elbo"] > lines[0]["heldout_elbo"]  # it learns
+    info = json.loads((run / "config.json").read_text())
+    assert info["config"]["latent_dim"] == 3 and "command" in info and info["seed"] == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["step_in_epoch"] == 0
+    loaded, config = load_run(run)
+    assert isinstance(loaded, CausalVAE) and config.epochs == 3
+    z = torch.randn(2, 3)
+    codes = {n: torch.zeros(2, dtype=torch.long) for n in rpg.rendered_nodes}
+    assert torch.equal(loaded.decode(z, codes), model.decode(z, codes))
+
+
+def test_plain_vae_run(rpg, tmp_path):
+    data = synth_data(rpg, 64)
+    fit(PlainVAE(16, 3, base_channels=4), data, _config(epochs=1, no_dag=True), out=tmp_path / "p")
+    model, _ = load_run(tmp_path / "p")
+    assert isinstance(model, PlainVAE)
+    assert model.sample_latents(2, seed=0).shape == (2, 3)
+
+
+def test_clear_errors(rpg, tmp_path):
+    data = synth_data(rpg, 48)
+    run = tmp_path / "run"
+    fit(CausalVAE(rpg, 16, 3, base_channels=4), data, _config(epochs=1), out=run)
+    with pytest.raises(ValueError, match="already holds a run"):
+        fit(CausalVAE(rpg, 16, 3, base_channels=4), data, _config(epochs=1), out=run)
+    with pytest.raises(ValueError, match=r"different config.*lr"):
+        fit(
+            CausalVAE(rpg, 16, 3, base_channels=4),
+            data,
+            _config(epochs=2, lr=0.1),
+            out=run,
+            resume=True,
+        )
+    images, labels = data[0], dict(data[1])
+    del labels["action"]
+    with pytest.raises(ValueError, match="no labels for node 'action'"):
+        fit(CausalVAE(rpg, 16, 3, base_channels=4), (images, labels), _config(), out=tmp_path / "x")
+    bad = dict(data[1], reaction=np.full(48, 7))
+    with pytest.raises(ValueError, match="'reaction'"):
+        fit(CausalVAE(rpg, 16, 3, base_channels=4), (images, bad), _config(), out=tmp_path / "y")
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_run(run)
+    with pytest.raises(ValueError, match="not a run folder"):
+        load_run(tmp_path / "nothing")
+
+
+def test_nan_guard_keeps_last_good_checkpoint(rpg, tmp_path):
+    data = synth_data(rpg, 160)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+
+    def poison(info):
+        if info["global_step"] == 5:
+            with torch.no_grad():
+                model.decoder.fc.weight.fill_(float("nan"))
+
+    cfg = _config(epochs=3, checkpoint_every=2, log_every=1)
+    with pytest.raises(TrainingDiverged, match="NaN/inf.*last good checkpoint"):
+        fit(model, data, cfg, out=tmp_path / "run", callbacks=[poison])
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys, time, torch
+    sys.path.insert(0, {root!r})
+    from tests.test_model import synth_data
+    from causalscene.dag import CausalDAG
+    from causalscene.model import CausalVAE
+    from causalscene.train import TrainConfig, fit
+    torch.set_num_threads(1)
+    dag = CausalDAG.load({dag!r})
+    data = synth_data(dag, 120, 16, seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=8, latent_dim=3, base_channels=4, device="cpu",
+                      checkpoint_every=3, progress=False, seed=0)
+    torch.manual_seed(0)
+    model = CausalVAE(dag, 16, 3, base_channels=4)
+    delay = float(sys.argv[2])
+    fit(model, data, cfg, out=sys.argv[1], resume=sys.argv[3] == "resume",
+        callbacks=[lambda info: time.sleep(delay)])
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    script = tmp_path / "run_fit.py"
+    script.write_text(_SCRIPT.format(root=str(ROOT), dag=str(ROOT / "dags" / "rpg_fight.yaml")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(killed), "0.25", "fresh"], env=env)
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            if ckpt.is_file():
+                state = torch.load(ckpt, weights_only=True)
+                if state["step_in_epoch"] > 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no mid-epoch checkpoint appeared")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert state["epoch"] == 0 and state["global_step"] < 28  # killed mid-run
+    subprocess.run([sys.executable, str(script), str(killed), "0", "resume"], env=env, check=True)
+    reference = tmp_path / "reference"
+    subprocess.run([sys.executable, str(script), str(reference), "0", "fresh"], env=env, check=True)
+    a = torch.load(killed / "checkpoint.pt", weights_only=True)
+    b = torch.load(reference / "checkpoint.pt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 2 * 14
+    for key, value in b["model"].items():
+        assert torch.equal(a["model"][key], value), key
+    ma = [json.loads(s) for s in (killed / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(s) for s in (reference / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["train_elbo"], r["heldout_elbo"]) for r in ma] == [
+        (r["train_elbo"], r["heldout_elbo"]) for r in mb
+    ]
+
+
+_DDP_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch
+    sys.path.insert(0, {root!r})
+    from tests.test_model import synth_data
+    from causalscene.dag import CausalDAG
+    from causalscene.model import CausalVAE
+    from causalscene.train import TrainConfig, fit
+    torch.set_num_threads(1)
+    dag = CausalDAG.load({dag!r})
+    data = synth_data(dag, 120, 16, seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=8, latent_dim=3, base_channels=4, device="cpu",
+                      progress=False, seed=0)
+    torch.manual_seed(int(os.environ["RANK"]))  # different inits: DDP must broadcast rank 0's
+    model = CausalVAE(dag, 16, 3, base_channels=4)
+    history = fit(model, data, cfg, out=sys.argv[1])
+    torch.save(model.state_dict(), os.path.join(sys.argv[1], "rank%s.pt" % os.environ["RANK"]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(_DDP_SCRIPT.format(root=str(ROOT), dag=str(ROOT / "dags" / "rpg_fight.yaml")))
+    out = tmp_path / "run"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(script),
+        str(out),
+    ]
+    subprocess.run(cmd, env=env, check=True, timeout=300)
+    r0 = torch.load(out / "rank0.pt", weights_only=True)
+    r1 = torch.load(out / "rank1.pt", weights_only=True)
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), key
+    metrics = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["world_size"] == 2
+    # each rank takes half of the 108 training images per epoch: 54 / 8 → 7 steps
+    assert metrics[-1]["step"] == 2 * 7
+
+
+@pytest.mark.slow
+def test_train_verb(tmp_path, dag_path, capsys):
+    import procgen
+
+    data = procgen.make_dataset("rpg", 48, 32, seed=0, out=tmp_path / "rpg")
+    run = tmp_path / "run"
+    flags = [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--latent-dim",
+        "2",
+        "--base-channels",
+        "4",
+        "--no-progress",
+        "--seed",
+        "1",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--dag",
+                dag_path("rpg_fight"),
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                *flags,
+            ]
+        )
+        == 0
+    )
+    assert "held-out ELBO" in capsys.readouterr().out
+    assert (run / "checkpoint.pt").is_file()
+    # resuming a finished run with more epochs continues it
+    flags[1] = "2"
+    assert (
+        main(
+            [
+                "train",
+                "--dag",
+                dag_path("rpg_fight"),
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                *flags,
+                "--resume",
+            ]
+        )
+        == 0
+    )
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    # a different config on resume: clear error, exit 2
+    assert (
+        main(
+            [
+                "train",
+                "--dag",
+                dag_path("rpg_fight"),
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                *flags,
+                "--resume",
+                "--lr",
+                "0.5",
+            ]
+        )
+        == 2
+    )
+    assert "different config" in capsys.readouterr().err
+    # dataset / DAG mismatch
+    assert (
+        main(
+            [
+                "train",
+                "--dag",
+                dag_path("faces"),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "f"),
+                *flags,
+            ]
+        )
+        == 2
+    )
+    assert "faces" in capsys.readouterr().err
+    # --no-dag and --learn-cpts
+    assert (
+        main(["train", "--no-dag", "--data", str(data), "--out", str(tmp_path / "plain"), *flags])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--dag",
+                dag_path("rpg_fight"),
+                "--learn-cpts",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "learn"),
+                *flags,
+            ]
+        )
+        == 0
+    )
+    cpts = json.loads((tmp_path / "learn" / "cpts.json").read_text())
+    assert set(cpts) == set(CausalDAG.load(dag_path("rpg_fight")).nodes)
+
+
+def test_train_verb_tiny(tmp_path, dag_path, capsys):
+    import procgen
+
+    data = procgen.make_dataset("rpg", 24, 32, seed=0, out=tmp_path / "rpg")
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--dag",
+        dag_path("rpg_fight"),
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--latent-dim",
+        "2",
+        "--base-channels",
+        "4",
+        "--no-progress",
+    ]
+    assert main([*argv, "--collapse-labels"]) == 0
+    assert "held-out ELBO" in capsys.readouterr().out
+    assert main(argv) == 2  # the run exists and --resume was not given
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_collapsed_labels_give_the_same_elbo(rpg):
+    """collapse_labels: the DAG sites' exact log p(labels) is a precomputed constant; the loss
+    equals the full TraceEnum ELBO for the same random draws, and so do the gradients."""
+    from causalscene.train import elbo_loss
+
+    torch.manual_seed(0)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    images, labels = synth_data(rpg, 8, seed=4)
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    lab = {k: torch.as_tensor(v) for k, v in labels.items()}
+    torch.manual_seed(1)
+    full = elbo_loss(model, x, lab)
+    grads = torch.autograd.grad(full, list(model.decoder.parameters()))
+    torch.manual_seed(1)
+    collapsed = elbo_loss(model, x, lab, log_p_labels=model.log_p_labels(lab))
+    grads_c = torch.autograd.grad(collapsed, list(model.decoder.parameters()))
+    assert torch.allclose(full, collapsed, rtol=1e-5)
+    for a, b in zip(grads, grads_c):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    history = fit(
+        model,
+        (images.repeat(4, 0), {k: v.repeat(4) for k, v in labels.items()}),
+        _config(epochs=1, collapse_labels=True),
+        out=None,
+    )
+    assert np.isfinite(history[0]["train_elbo"])
+
+
+def test_sdr_weight_adds_the_penalty(rpg):
+    from causalscene.sdr import sdr_penalty
+
+    images, labels = synth_data(rpg, 40)
+    torch.manual_seed(0)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    assert float(sdr_penalty(model.decoder)) > 0
+    history = fit(model, (images, labels), _config(epochs=1, sdr_weight=0.5), out=None)
+    assert np.isfinite(history[0]["train_elbo"])
