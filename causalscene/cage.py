@@ -1,0 +1,786 @@
+"""CAGE: causal directions between attributes, read off a generator's latent space.
+
+Bose, Monti & Grover, "Controllable Generative Modeling via Causal Reasoning", TMLR 2022 (CAGE).
+For a generator with latent z (Generator protocol: ``encode``, ``decode``, ``sample_latents``):
+
+1. Encode labelled data; fit probabilistic linear probes φ_m(z) = σ(w_mᵀz + b_m) per binary
+   attribute (:class:`~causalscene.probes.LatentProbe`), with held-out accuracy as the paper's
+   linear-separability check.
+2. Sample k latents from the prior; the factual treatment of unit i is m_i = 1[φ_m(z_i) > ½].
+3. Counterfactual latents (eq. 4), ĥ_m = w_m / ‖w_m‖ the unit normal of m's boundary:
+   ``mode="shift"``: z_i(do(m=1)) = z_i + α ĥ_m for units with m_i = 0 (z_i itself when m_i = 1),
+   z_i(do(m=0)) = z_i − α ĥ_m for units with m_i = 1 (z_i itself when m_i = 0).
+   ``mode="cross"``: the step is the unit's distance to the boundary plus α, so every unit
+   crosses it (is actually treated).
+4. GATE(c→e) = 1/k Σ_i [Y_e(z_i(do(c=1))) − Y_e(z_i(do(c=0)))], with the latent outcome
+   Y_e = φ_e (eq. 8) or the image outcome Y_e = ψ_e(decode(·)), ψ an image classifier (eq. 9).
+   τ(c, e) = |GATE(c→e)| − |GATE(e→c)|; τ > 0 supports c → e.
+5. Significance: permutation null — shuffle the treatment's labels, refit its probe, recompute
+   GATE; all refits of all attributes are one batched Newton problem. p = (1 + #{|null| ≥ |obs|})
+   / (1 + P). MMD (RBF kernel, median heuristic) between p(z | m = 1) and the counterfactual
+   p(z | do(m = 1)) measures how far interventions leave the factual distribution.
+
+:func:`compare_with_dag` sets the inferred directions beside a prescribed DAG's.
+
+Caveats (measured, see the tests): with linear probes, a small step gives
+GATE(c→e) ≈ α · cos(ĥ_c, ĥ_e) · E[‖w_e‖ σ'(w_eᵀz + b_e)], and the cosine is the same both ways,
+so τ compares how sharply each probe responds along the shared direction. The planted test
+(like the paper's mixture toy) has a sharp effect and a noisily labelled cause, and τ > 0; a
+latent space where e = 1[β(2c − 1) + z_2 > 0] with c = 1[z_1 > 0] (the effect's own noise
+blurring its probe) gives τ < 0. The permutation null's refitted directions follow the encoded
+data's covariance (a shuffled-label probe is w ∝ Zᵀ(y − ȳ)), so outcomes aligned with
+high-variance latent directions get wide nulls.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from causalscene.probes import LatentProbe
+from causalscene.utils import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "CageConfig",
+    "Counterfactuals",
+    "PairResult",
+    "CageResult",
+    "DagComparison",
+    "parse_pairs",
+    "counterfactual_latents",
+    "gate",
+    "tau",
+    "permutation_null",
+    "mmd",
+    "alpha_sweep",
+    "run_cage",
+    "dag_relation",
+    "compare_with_dag",
+]
+
+log = logging.getLogger(__name__)
+
+MODES = ("shift", "cross")
+OUTCOMES = ("latent", "image")
+
+
+@dataclass
+class CageConfig:
+    """Options of a CAGE analysis (the ``causalscene cage`` flags map onto these)."""
+
+    alpha: float = 1.0  #: step size α of eq. 4 (latent units)
+    mode: str = "shift"  #: "shift" (z ± α ĥ) or "cross" (step past the boundary by α)
+    outcome: str = "latent"  #: "latent" (φ_e, eq. 8) or "image" (ψ_e ∘ decode, eq. 9)
+    num_latents: int = 10_000  #: k, latents sampled from the prior
+    permutations: int = 200  #: P, shuffles of the permutation null
+    null_latents: int | None = None  #: latents used by the null (default k; 512 for images)
+    l2: float = 1e-3  #: ridge of the probes
+    probe: str = "logistic"  #: "logistic" (batched torch) or "svm" (sklearn LinearSVC + Platt)
+    holdout: float = 0.2  #: fraction of encoded data held out for the separability check
+    min_accuracy: float = 0.75  #: probes below this held-out accuracy make a pair unreliable
+    level: float = 0.05  #: significance level for inferred directions
+    mmd_samples: int = 1000  #: points per sample in the MMD
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if not self.alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got '{self.mode}'")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got '{self.outcome}'")
+        if self.num_latents < 2:
+            raise ValueError(f"num_latents must be >= 2, got {self.num_latents}")
+        if self.permutations < 1:
+            raise ValueError(f"permutations must be >= 1, got {self.permutations}")
+        if self.probe not in ("logistic", "svm"):
+            raise ValueError(f"probe must be 'logistic' or 'svm', got '{self.probe}'")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+
+
+# ----------------------------------------------------------------------------- validation
+def parse_pairs(
+    spec: str | Sequence[Any], attributes: Sequence[str] | None = None
+) -> list[tuple[str, str]]:
+    """``"a:b,c:d"`` or ``[("a", "b"), "c:d"]`` → ``[("a", "b"), ("c", "d")]`` (cause candidate first).
+
+    Raises ``ValueError`` for a malformed pair, a pair naming one attribute twice, or (with
+    ``attributes``) an unknown attribute.
+    """
+    items = [s for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+    if not items:
+        raise ValueError("no pairs given")
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, str):
+            parts = [p.strip() for p in item.split(":")]
+        else:
+            parts = [str(p).strip() for p in item]
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"pair '{item}' is not of the form cause:effect")
+        c, e = parts
+        if c == e:
+            raise ValueError(f"pair '{c}:{e}' names the attribute '{c}' twice")
+        if attributes is not None:
+            for a in (c, e):
+                if a not in attributes:
+                    raise ValueError(f"unknown attribute '{a}' (known: {', '.join(attributes)})")
+        pairs.append((c, e))
+    return pairs
+
+
+def _as_tensor(
+    x: Any, device: str | torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device, dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def _check_alpha(alpha: float) -> None:
+    if not float(alpha) > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
+
+
+# ----------------------------------------------------------------------------- counterfactuals
+@dataclass
+class Counterfactuals:
+    """Both worlds of every unit for one treatment: ``z_do1, z_do0: [K, D]``, factual ``m: [K]``."""
+
+    z_do1: torch.Tensor
+    z_do0: torch.Tensor
+    treated: torch.Tensor  # factual m_i = 1[φ(z_i) > ½]
+    direction: torch.Tensor  # ĥ [D]
+
+
+def _steps(
+    logit: torch.Tensor, w_norm: torch.Tensor, alpha: float, mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps along ĥ: z(do(1)) = z + s1 ĥ and z(do(0)) = z − s0 ĥ (eq. 4); shapes follow ``logit``.
+
+    ``logit`` = wᵀz + b (``[..., K]``), ``w_norm`` = ‖w‖ broadcastable to it.
+    """
+    m = (logit > 0).to(logit.dtype)
+    if mode == "shift":
+        return alpha * (1 - m), alpha * m
+    distance = logit / w_norm  # signed distance to the boundary
+    return (1 - m) * (alpha - distance), m * (alpha + distance)
+
+
+def counterfactual_latents(
+    z: Any,
+    probe: LatentProbe,
+    treatment: str,
+    alpha: float = 1.0,
+    mode: str = "shift",
+) -> Counterfactuals:
+    """Counterfactual latents for ``do(treatment = 1)`` and ``do(treatment = 0)`` (eq. 4).
+
+    ``mode="shift"``: units with factual m = 0 move to z + α ĥ in the do(1) world and stay at z in
+    the do(0) world; units with m = 1 stay at z in the do(1) world and move to z − α ĥ in the do(0)
+    world. ``mode="cross"``: the move is the distance to the boundary plus α, so every unit
+    crosses it. ``z: [K, D]``.
+    """
+    _check_alpha(alpha)
+    _check_mode(mode)
+    w, b = probe.params(treatment)
+    zt = _as_tensor(z, w.device, w.dtype)
+    logit = zt @ w + b
+    s1, s0 = _steps(logit, w.norm(), float(alpha), mode)
+    h = w / w.norm().clamp_min(1e-12)
+    return Counterfactuals(
+        z_do1=zt + s1[:, None] * h,
+        z_do0=zt - s0[:, None] * h,
+        treated=(logit > 0).long(),
+        direction=h,
+    )
+
+
+OutcomeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def image_outcome(
+    generator: Any, image_probe: Any, outcome: str, batch_size: int = 256
+) -> OutcomeFn:
+    """Y_e(z) = ψ_e(decode(z)) = P(e = 1 | decoded image) (eq. 9), evaluated in batches."""
+    if outcome not in image_probe.cards:
+        raise ValueError(
+            f"image probe has no head for '{outcome}' (heads: {', '.join(image_probe.cards)})"
+        )
+    if image_probe.cards[outcome] != 2:
+        raise ValueError(f"attribute '{outcome}' is not binary in the image probe")
+
+    @torch.no_grad()
+    def fn(z: torch.Tensor) -> torch.Tensor:
+        params = list(generator.parameters()) if hasattr(generator, "parameters") else []
+        device = params[0].device if params else z.device
+        out = []
+        for start in range(0, z.shape[0], batch_size):
+            images = generator.decode(z[start : start + batch_size].to(device).float())
+            out.append(
+                image_probe.predict_proba_tensor(images)[outcome][:, 1].to(z.device, z.dtype)
+            )
+        return torch.cat(out) if out else z.new_zeros(0)
+
+    return fn
+
+
+def gate(
+    z: Any,
+    probe: LatentProbe,
+    cause: str,
+    effect: str,
+    alpha: float = 1.0,
+    mode: str = "shift",
+    outcome_fn: OutcomeFn | None = None,
+) -> float:
+    """GATE(cause → effect) = 1/k Σ_i [Y(z_i(do(c=1))) − Y(z_i(do(c=0)))] (eqs. 8 and 9).
+
+    With ``outcome_fn=None`` the outcome is the latent probe Y = φ_effect (eq. 8); otherwise
+    ``outcome_fn(z [K, D]) -> [K]`` (e.g. :func:`image_outcome`, eq. 9).
+    """
+    if cause == effect:
+        raise ValueError(f"pair '{cause}:{effect}' names the attribute '{cause}' twice")
+    probe.params(effect)  # validates the name
+    cf = counterfactual_latents(z, probe, cause, alpha, mode)
+    if outcome_fn is None:
+        y1, y0 = probe.predict_proba(cf.z_do1, effect), probe.predict_proba(cf.z_do0, effect)
+    else:
+        y1, y0 = outcome_fn(cf.z_do1), outcome_fn(cf.z_do0)
+    return float((y1 - y0).mean())
+
+
+def tau(gate_ce: float, gate_ec: float) -> float:
+    """τ(c, e) = |GATE(c→e)| − |GATE(e→c)| (CAGE, section 3.2); τ > 0 supports c → e."""
+    return abs(float(gate_ce)) - abs(float(gate_ec))
+
+
+# ----------------------------------------------------------------------------- null
+@dataclass
+class NullDistribution:
+    """Null GATEs per directed pair, ``{(c, e): [P]}``, and the refitted probes ``{m: (w [P, D], b [P])}``."""
+
+    gates: dict[tuple[str, str], np.ndarray]
+    probes: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def permutation_null(
+    z_train: Any,
+    labels: Mapping[str, Any],
+    z: Any,
+    probe: LatentProbe,
+    pairs: Sequence[tuple[str, str]],
+    permutations: int = 200,
+    alpha: float = 1.0,
+    mode: str = "shift",
+    seed: int = 0,
+    outcome_fns: Mapping[str, OutcomeFn] | None = None,
+) -> NullDistribution:
+    """Permutation null of GATE for every directed pair in ``pairs`` (and its reverse).
+
+    For each treatment m and permutation π, the labels of m on the encoded data are shuffled and
+    φ_m is refitted; GATE^π(m→e) is then computed with the refitted direction ĥ_m^π and the
+    unchanged outcome (φ_e, or ``outcome_fns[e]`` for the image outcome). All ``|treatments| × P``
+    refits are ONE call of :func:`~causalscene.probes.fit_logistic_batched` on a ``[A·P, D]``
+    weight tensor, on the probe's device.
+    """
+    _check_alpha(alpha)
+    _check_mode(mode)
+    if permutations < 1:
+        raise ValueError(f"permutations must be >= 1, got {permutations}")
+    device = probe.weight.device if probe.weight is not None else torch.device("cpu")
+    dtype = probe.weight.dtype if probe.weight is not None else torch.float32
+    zt = _as_tensor(z_train, device, dtype)
+    zk = _as_tensor(z, device, dtype)
+    directed = sorted({p for c, e in pairs for p in ((c, e), (e, c))})
+    treatments = sorted({c for c, _ in directed})
+    rng = np.random.default_rng(seed)
+    ys, ws = [], []
+    for m in treatments:
+        codes = np.asarray(labels[m]).reshape(-1).astype(np.int64)
+        valid = np.flatnonzero(codes >= 0)
+        for _ in range(permutations):
+            shuffled = codes.copy()
+            shuffled[valid] = codes[rng.permutation(valid)]
+            ys.append(np.clip(shuffled, 0, 1))
+            ws.append(codes >= 0)
+    y = torch.as_tensor(np.stack(ys), device=device, dtype=dtype)
+    w = torch.as_tensor(np.stack(ws), device=device, dtype=dtype)
+    # One batched Newton solve for all refits (``probe.method == "svm"`` loops over sklearn instead).
+    w_all, b_all = probe._solve(zt, y, w)
+    refits = {
+        m: (
+            w_all[i * permutations : (i + 1) * permutations],
+            b_all[i * permutations : (i + 1) * permutations],
+        )
+        for i, m in enumerate(treatments)
+    }
+    gates: dict[tuple[str, str], np.ndarray] = {}
+    for c in treatments:
+        w_t, b_t = refits[c]
+        latent_effects = [
+            e for cc, e in directed if cc == c and (outcome_fns is None or e not in outcome_fns)
+        ]
+        if latent_effects:
+            # All latent outcomes of this treatment at once: [K, P] steps, [P, E] slopes.
+            w_e = torch.stack([probe.params(e)[0] for e in latent_effects])  # [E, D]
+            b_e = torch.stack([probe.params(e)[1] for e in latent_effects])  # [E]
+            norm = w_t.norm(dim=1).clamp_min(1e-12)
+            s1, s0 = _steps(zk @ w_t.T + b_t, norm, float(alpha), mode)  # [K, P]
+            slope = (w_t @ w_e.T) / norm[:, None]  # [P, E]
+            logit_e = (zk @ w_e.T + b_e)[:, None, :]  # [K, 1, E]
+            values = torch.zeros(len(w_t), len(latent_effects), dtype=zk.dtype, device=zk.device)
+            for start in range(0, len(zk), 2048):  # chunk K to bound memory at K·P·E
+                sl = slice(start, start + 2048)
+                y1 = torch.sigmoid(logit_e[sl] + s1[sl, :, None] * slope)
+                y0 = torch.sigmoid(logit_e[sl] - s0[sl, :, None] * slope)
+                values += (y1 - y0).sum(0)
+            values = (values / len(zk)).cpu().numpy()
+            for j, e in enumerate(latent_effects):
+                gates[(c, e)] = values[:, j]
+        for cc, e in directed:
+            if cc != c or e in latent_effects:
+                continue
+            fn = outcome_fns[e]  # type: ignore[index]
+            image_values = []
+            for p in range(permutations):
+                norm_p = w_t[p].norm().clamp_min(1e-12)
+                s1p, s0p = _steps(zk @ w_t[p] + b_t[p], norm_p, float(alpha), mode)
+                h = w_t[p] / norm_p
+                y = fn(zk + s1p[:, None] * h) - fn(zk - s0p[:, None] * h)
+                image_values.append(float(y.mean()))
+            gates[(c, e)] = np.asarray(image_values)
+    return NullDistribution(gates=gates, probes=refits)
+
+
+def p_value(observed: float, null: np.ndarray) -> float:
+    """Two-sided permutation p-value with the +1 correction: (1 + #{|null| ≥ |obs|}) / (1 + P)."""
+    null = np.asarray(null, dtype=float)
+    return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + null.size))
+
+
+# ----------------------------------------------------------------------------- MMD
+def mmd(
+    x: Any, y: Any, bandwidth: float | None = None, max_samples: int | None = None, seed: int = 0
+) -> float:
+    """Squared MMD with an RBF kernel (biased V-statistic, so exactly 0 for identical samples).
+
+    MMD²(X, Y) = mean k(x, x') + mean k(y, y') − 2 mean k(x, y), k(a, b) = exp(−‖a − b‖² / (2σ²)),
+    σ² = half the median squared distance of the pooled sample (median heuristic; Gretton et al.,
+    JMLR 2012) unless ``bandwidth`` (σ) is given. ``x: [N, D]``, ``y: [M, D]``.
+    """
+    xt = (
+        _as_tensor(x, "cpu", torch.float64)
+        if not isinstance(x, torch.Tensor)
+        else x.detach().double()
+    )
+    yt = (
+        _as_tensor(y, xt.device, torch.float64)
+        if not isinstance(y, torch.Tensor)
+        else y.detach().double().to(xt.device)
+    )
+    if xt.ndim != 2 or yt.ndim != 2 or xt.shape[1] != yt.shape[1]:
+        raise ValueError(
+            f"mmd needs [N, D] and [M, D] samples, got {tuple(xt.shape)} and {tuple(yt.shape)}"
+        )
+    if len(xt) < 2 or len(yt) < 2:
+        raise ValueError("mmd needs at least 2 points in each sample")
+    if max_samples is not None:
+        gen = torch.Generator().manual_seed(seed)
+        if len(xt) > max_samples:
+            xt = xt[torch.randperm(len(xt), generator=gen)[:max_samples].to(xt.device)]
+        if len(yt) > max_samples:
+            yt = yt[torch.randperm(len(yt), generator=gen)[:max_samples].to(yt.device)]
+    pooled = torch.cat([xt, yt])
+    d2 = torch.cdist(pooled, pooled).pow(2)
+    if bandwidth is None:
+        off = d2[~torch.eye(len(pooled), dtype=torch.bool, device=d2.device)]
+        med = off.median()
+        sigma2 = float(med) / 2 if float(med) > 0 else 1.0
+    else:
+        if not bandwidth > 0:
+            raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+        sigma2 = float(bandwidth) ** 2
+    k = torch.exp(-d2 / (2 * sigma2))
+    n = len(xt)
+    value = k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+    return max(float(value), 0.0)
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class PairResult:
+    """CAGE's answer for one attribute pair (c, e)."""
+
+    cause: str
+    effect: str
+    gate_ce: float
+    gate_ec: float
+    tau: float
+    p_ce: float
+    p_ec: float
+    p_tau: float
+    mmd_c: float
+    mmd_e: float
+    accuracy_c: float
+    accuracy_e: float
+    reliable: bool
+    inferred: str  # "c->e", "e->c" or "none"
+    null_ce: list[float] = field(default_factory=list, repr=False)
+    null_ec: list[float] = field(default_factory=list, repr=False)
+    null_tau: list[float] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("null_ce", "null_ec", "null_tau"):
+            out.pop(key)
+        return out
+
+
+@dataclass
+class CageResult:
+    pairs: list[PairResult]
+    config: CageConfig
+    accuracy: dict[str, float]
+    sweep: dict[str, Any] = field(default_factory=dict)
+
+    def pair(self, cause: str, effect: str) -> PairResult:
+        for p in self.pairs:
+            if (p.cause, p.effect) == (cause, effect):
+                return p
+        raise ValueError(f"no result for pair '{cause}:{effect}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "accuracy": self.accuracy,
+            "pairs": [p.summary() for p in self.pairs],
+            "sweep": self.sweep,
+        }
+
+
+def _infer(gate_ce: float, gate_ec: float, p_ce: float, p_ec: float, level: float) -> str:
+    """Direction from the sign of τ, kept only when the larger GATE is significant (p < level).
+
+    (``p_tau`` is reported but not used here: its null — τ from two random refitted directions —
+    is wide whenever the outcome probes are sharp, so it rarely rejects.)
+    """
+    t = tau(gate_ce, gate_ec)
+    if t > 0 and p_ce < level:
+        return "c->e"
+    if t < 0 and p_ec < level:
+        return "e->c"
+    return "none"
+
+
+def run_cage(
+    z_train: Any,
+    labels: Mapping[str, Any],
+    pairs: str | Sequence[Any],
+    config: CageConfig | None = None,
+    latents: Any | None = None,
+    generator: Any | None = None,
+    image_probe: Any | None = None,
+) -> CageResult:
+    """The whole CAGE analysis for ``pairs`` on encoded data ``z_train: [N, D]`` with ``labels``.
+
+    ``latents: [K, D]`` are the prior samples; when omitted they come from
+    ``generator.sample_latents(config.num_latents, seed=config.seed)``. The image outcome needs
+    ``generator`` (``decode``) and ``image_probe`` (:class:`~causalscene.probes.ImageProbe`).
+    """
+    config = config or CageConfig()
+    config.validate()
+    if not labels:
+        raise ValueError("labels must name at least one attribute")
+    pair_list = parse_pairs(pairs, list(labels))
+    device = torch.device(config.device)
+    involved = sorted({a for pair in pair_list for a in pair})
+    sub_labels = {a: labels[a] for a in involved}
+    probe = LatentProbe(l2=config.l2, method=config.probe, device=device).fit(
+        z_train, sub_labels, holdout=config.holdout, seed=config.seed
+    )
+    if latents is None:
+        if generator is None:
+            raise ValueError("run_cage needs latents or a generator with sample_latents")
+        latents = generator.sample_latents(config.num_latents, seed=config.seed)
+    zk = _as_tensor(latents, device, probe.weight.dtype)  # type: ignore[union-attr]
+    if zk.ndim != 2 or zk.shape[1] != probe.weight.shape[1]:  # type: ignore[union-attr]
+        raise ValueError(f"latents must be [K, {probe.weight.shape[1]}], got {tuple(zk.shape)}")  # type: ignore[union-attr]
+    outcome_fns: dict[str, OutcomeFn] | None = None
+    if config.outcome == "image":
+        if generator is None or image_probe is None:
+            raise ValueError("outcome 'image' needs a generator and an image probe")
+        outcome_fns = {a: image_outcome(generator, image_probe, a) for a in involved}
+    null_k = config.null_latents or (len(zk) if config.outcome == "latent" else min(len(zk), 512))
+    null_z = zk[:null_k]
+    log.info(
+        "permutation null: %d attributes x %d permutations", len(involved), config.permutations
+    )
+    null = permutation_null(
+        z_train,
+        sub_labels,
+        null_z,
+        probe,
+        pair_list,
+        config.permutations,
+        config.alpha,
+        config.mode,
+        config.seed,
+        outcome_fns,
+    )
+    mmds = {}
+    for a in involved:
+        cf = counterfactual_latents(zk, probe, a, config.alpha, config.mode)
+        factual = zk[cf.treated == 1]
+        moved = cf.z_do1[cf.treated == 0]
+        mmds[a] = (
+            mmd(factual, moved, max_samples=config.mmd_samples, seed=config.seed)
+            if len(factual) >= 2 and len(moved) >= 2
+            else float("nan")
+        )
+    results = []
+    for c, e in pair_list:
+        fn_e = outcome_fns[e] if outcome_fns else None
+        fn_c = outcome_fns[c] if outcome_fns else None
+        g_ce = gate(zk, probe, c, e, config.alpha, config.mode, fn_e)
+        g_ec = gate(zk, probe, e, c, config.alpha, config.mode, fn_c)
+        t = tau(g_ce, g_ec)
+        n_ce, n_ec = null.gates[(c, e)], null.gates[(e, c)]
+        n_tau = np.abs(n_ce) - np.abs(n_ec)
+        if null_k != len(zk):  # the null used fewer latents: compare like with like
+            g_ce_n = gate(null_z, probe, c, e, config.alpha, config.mode, fn_e)
+            g_ec_n = gate(null_z, probe, e, c, config.alpha, config.mode, fn_c)
+        else:
+            g_ce_n, g_ec_n = g_ce, g_ec
+        p_ce, p_ec = p_value(g_ce_n, n_ce), p_value(g_ec_n, n_ec)
+        p_t = p_value(tau(g_ce_n, g_ec_n), n_tau)
+        acc_c, acc_e = probe.accuracy_.get(c, float("nan")), probe.accuracy_.get(e, float("nan"))
+        reliable = bool(
+            config.holdout <= 0 or (acc_c >= config.min_accuracy and acc_e >= config.min_accuracy)
+        )
+        results.append(
+            PairResult(
+                cause=c,
+                effect=e,
+                gate_ce=g_ce,
+                gate_ec=g_ec,
+                tau=t,
+                p_ce=p_ce,
+                p_ec=p_ec,
+                p_tau=p_t,
+                mmd_c=mmds[c],
+                mmd_e=mmds[e],
+                accuracy_c=acc_c,
+                accuracy_e=acc_e,
+                reliable=reliable,
+                inferred=_infer(g_ce_n, g_ec_n, p_ce, p_ec, config.level),
+                null_ce=n_ce.tolist(),
+                null_ec=n_ec.tolist(),
+                null_tau=n_tau.tolist(),
+            )
+        )
+        if not reliable:
+            log.warning(
+                "pair %s:%s flagged unreliable: held-out probe accuracy %.3f / %.3f < %.2f",
+                c,
+                e,
+                acc_c,
+                acc_e,
+                config.min_accuracy,
+            )
+    result = CageResult(pairs=results, config=config, accuracy=dict(probe.accuracy_))
+    result.probe = probe  # type: ignore[attr-defined]
+    result.latents = zk  # type: ignore[attr-defined]
+    return result
+
+
+def alpha_sweep(
+    z: Any,
+    probe: LatentProbe,
+    pairs: Sequence[tuple[str, str]],
+    alphas: Sequence[float],
+    mode: str = "shift",
+    outcome_fns: Mapping[str, OutcomeFn] | None = None,
+) -> dict[str, Any]:
+    """GATE(c→e), GATE(e→c) and τ for every α in ``alphas``: ``{"alpha": [...], "c:e": {...}}``."""
+    if not len(alphas):
+        raise ValueError("alphas must not be empty")
+    for a in alphas:
+        _check_alpha(a)
+    out: dict[str, Any] = {"alpha": [float(a) for a in alphas]}
+    for c, e in pairs:
+        fn_e = outcome_fns.get(e) if outcome_fns else None
+        fn_c = outcome_fns.get(c) if outcome_fns else None
+        ce = [gate(z, probe, c, e, a, mode, fn_e) for a in alphas]
+        ec = [gate(z, probe, e, c, a, mode, fn_c) for a in alphas]
+        out[f"{c}:{e}"] = {"gate_ce": ce, "gate_ec": ec, "tau": [tau(x, y) for x, y in zip(ce, ec)]}
+    return out
+
+
+# ----------------------------------------------------------------------------- DAG comparison
+def dag_relation(dag: Any, cause: str, effect: str) -> str:
+    """The prescribed DAG's relation between two nodes (hidden nodes included in the graph).
+
+    ``"c->e"`` / ``"e->c"`` (an edge), ``"c~>e"`` / ``"e~>c"`` (an indirect directed path),
+    ``"common cause"`` (d-connected through a shared ancestor only) or ``"d-separated"``
+    (marginally independent: :func:`networkx.is_d_separator` with the empty set).
+    """
+    import networkx as nx
+
+    graph = dag.to_networkx()
+    for node in (cause, effect):
+        if node not in graph:
+            raise ValueError(f"unknown attribute '{node}' (DAG nodes: {', '.join(graph.nodes)})")
+    if graph.has_edge(cause, effect):
+        return "c->e"
+    if graph.has_edge(effect, cause):
+        return "e->c"
+    if nx.has_path(graph, cause, effect):
+        return "c~>e"
+    if nx.has_path(graph, effect, cause):
+        return "e~>c"
+    if nx.is_d_separator(graph, {cause}, {effect}, set()):
+        return "d-separated"
+    return "common cause"
+
+
+_EXPECTED = {
+    "c->e": "c->e",
+    "c~>e": "c->e",
+    "e->c": "e->c",
+    "e~>c": "e->c",
+    "common cause": "none",
+    "d-separated": "none",
+}
+
+
+@dataclass
+class DagComparison:
+    """Per pair: prescribed relation, inferred direction, τ, p-values, agreement."""
+
+    rows: list[dict[str, Any]]
+    dag_name: str = ""
+
+    @property
+    def scored(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["reliable"]]
+
+    @property
+    def agreement_fraction(self) -> float:
+        scored = self.scored
+        return float(np.mean([r["agree"] for r in scored])) if scored else float("nan")
+
+    def disagreements(self) -> list[dict[str, Any]]:
+        return [r for r in self.scored if not r["agree"]]
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]) if self.rows else ["cause"])
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dag": self.dag_name,
+            "agreement_fraction": self.agreement_fraction,
+            "scored_pairs": len(self.scored),
+            "unreliable_pairs": len(self.rows) - len(self.scored),
+            "rows": self.rows,
+        }
+
+    def save(self, folder: str | Path, stem: str = "dag_comparison") -> dict[str, Path]:
+        folder = Path(folder)
+        return {
+            "csv": atomic_write_text(folder / f"{stem}.csv", self.to_csv()),
+            "json": atomic_write_json(folder / f"{stem}.json", self.to_dict()),
+        }
+
+    def rich_table(self):
+        from rich.table import Table
+
+        table = Table(title=f"prescribed ({self.dag_name}) vs inferred by CAGE")
+        for col in (
+            "pair",
+            "DAG",
+            "inferred",
+            "τ",
+            "GATE c→e",
+            "GATE e→c",
+            "p c→e",
+            "p e→c",
+            "agree",
+        ):
+            table.add_column(
+                col, justify="right" if col not in ("pair", "DAG", "inferred") else "left"
+            )
+        for r in self.rows:
+            agree = "unreliable" if not r["reliable"] else ("yes" if r["agree"] else "NO")
+            table.add_row(
+                f"{r['cause']}:{r['effect']}",
+                r["relation"],
+                r["inferred"],
+                f"{r['tau']:+.4f}",
+                f"{r['gate_ce']:+.4f}",
+                f"{r['gate_ec']:+.4f}",
+                f"{r['p_ce']:.3f}",
+                f"{r['p_ec']:.3f}",
+                agree,
+            )
+        table.caption = f"agreement on reliable pairs: {self.agreement_fraction:.2f} ({len(self.scored)} scored)"
+        return table
+
+
+def compare_with_dag(dag: Any, results: CageResult | Sequence[PairResult]) -> DagComparison:
+    """Set CAGE's inferred directions beside the prescribed DAG's relation, pair by pair.
+
+    Expected direction: c→e for an edge or an indirect path from c to e (and e→c symmetrically);
+    "none" for a common cause only or d-separation. Pairs whose probes failed the
+    separability check are reported with ``reliable = False`` and not scored.
+    """
+    pairs = results.pairs if isinstance(results, CageResult) else list(results)
+    rows = []
+    for p in pairs:
+        relation = dag_relation(dag, p.cause, p.effect)
+        expected = _EXPECTED[relation]
+        rows.append(
+            {
+                "cause": p.cause,
+                "effect": p.effect,
+                "relation": relation,
+                "expected": expected,
+                "inferred": p.inferred,
+                "tau": p.tau,
+                "gate_ce": p.gate_ce,
+                "gate_ec": p.gate_ec,
+                "p_ce": p.p_ce,
+                "p_ec": p.p_ec,
+                "p_tau": p.p_tau,
+                "accuracy_c": p.accuracy_c,
+                "accuracy_e": p.accuracy_e,
+                "reliable": p.reliable,
+                "agree": bool(p.inferred == expected) if p.reliable else None,
+            }
+        )
+    return DagComparison(rows=rows, dag_name=getattr(dag, "name", ""))
+
+
+def all_pairs(attributes: Sequence[str]) -> list[tuple[str, str]]:
+    """Every unordered pair once, in the given order (CAGE computes both directions of each)."""
+    return list(itertools.combinations(attributes, 2))

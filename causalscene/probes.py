@@ -1,0 +1,535 @@
+"""Attribute probes: batched linear probes on latents, and a small CNN on images.
+
+* :class:`LatentProbe` — CAGE's probabilistic linear classifiers φ_m(z) = σ(w_mᵀz + b_m), one per
+  binary attribute m (Bose, Monti & Grover, TMLR 2022, section 3: the treatment's decision
+  boundary in latent space, whose unit normal ĥ_m = w_m / ‖w_m‖ is the direction of an
+  intervention). All probes — many attributes, and the many refits of a permutation null — are
+  solved as *one* batched torch problem by :func:`fit_logistic_batched` (L2-regularised logistic
+  regression, damped Newton steps on a ``[P, D + 1]`` parameter tensor; GPU when present).
+* :class:`ImageProbe` — ψ, a small CNN with one softmax head per DAG node, used as CAGE's image
+  outcome (eq. 9: ψ_e(decode(z))) and as an attribute-recovery check for procedural data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from causalscene.utils import atomic_torch_save
+
+__all__ = [
+    "ImageProbe",
+    "LatentProbe",
+    "fit_logistic_batched",
+    "to_float_nchw",
+]
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- images
+def to_float_nchw(images: Any, device: str | torch.device | None = None) -> torch.Tensor:
+    """Images as a float tensor ``[N, C, H, W]`` in [0, 1].
+
+    Accepts uint8 ``[N, H, W, C]`` (numpy or torch; the dataset format) or float ``[N, C, H, W]``
+    in [0, 1] (a generator's output). Anything else raises ``ValueError``.
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(
+            f"images must be a numpy array or torch tensor, got {type(images).__name__}"
+        )
+    if images.ndim != 4:
+        raise ValueError(f"images must have 4 dimensions, got shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        if images.shape[-1] not in (1, 3):
+            raise ValueError(
+                f"uint8 images must be [N, H, W, C] with C in (1, 3), got {tuple(images.shape)}"
+            )
+        out = images.permute(0, 3, 1, 2).float().div_(255.0)
+    elif images.is_floating_point():
+        if images.shape[1] not in (1, 3):
+            raise ValueError(
+                f"float images must be [N, C, H, W] with C in (1, 3), got {tuple(images.shape)}"
+            )
+        out = images.float()
+    else:
+        raise ValueError(f"images must be uint8 NHWC or float NCHW, got dtype {images.dtype}")
+    return out.to(device) if device is not None else out
+
+
+def _attribute_cards(dag_or_attrs: Any) -> dict[str, int]:
+    """``{attribute: cardinality}`` from a CausalDAG (its label nodes), a mapping or a name list."""
+    if hasattr(dag_or_attrs, "label_nodes") and hasattr(dag_or_attrs, "cardinality"):
+        return {n: int(dag_or_attrs.cardinality(n)) for n in dag_or_attrs.label_nodes}
+    if isinstance(dag_or_attrs, Mapping):
+        cards = {str(k): int(v) for k, v in dag_or_attrs.items()}
+    elif isinstance(dag_or_attrs, Sequence) and not isinstance(dag_or_attrs, str):
+        cards = {str(k): 2 for k in dag_or_attrs}
+    else:
+        raise ValueError(
+            "ImageProbe needs a CausalDAG, a {name: cardinality} mapping or a list of names"
+        )
+    if not cards:
+        raise ValueError("ImageProbe needs at least one attribute")
+    bad = [k for k, v in cards.items() if v < 2]
+    if bad:
+        raise ValueError(f"attribute '{bad[0]}' has fewer than 2 states")
+    return cards
+
+
+class ImageProbe(nn.Module):
+    """ψ: a small CNN predicting every attribute from an image, one softmax head per node.
+
+    ``x: [B, C, H, W]`` in [0, 1] → three stride-2 convolutions → adaptive 4×4 pooling → a shared
+    hidden layer → ``{node: logits [B, card]}``. Trained with Adam on the summed cross-entropies;
+    label code ``-1`` (missing) is ignored. Used as CAGE's image outcome ψ_e (Bose et al. 2022,
+    eq. 9) and as the check that rendered attributes are recoverable from pixels.
+
+    Args:
+        dag_or_attrs: a :class:`~causalscene.dag.CausalDAG` (its label nodes), a mapping
+            ``{node: cardinality}`` or a list of binary attribute names.
+        image_size: side of the (square) input images; any size ≥ 8 works.
+        channels: input channels (3 for the dataset format).
+        width: channels of the first convolution (doubled once).
+    """
+
+    def __init__(self, dag_or_attrs: Any, image_size: int, channels: int = 3, width: int = 32):
+        super().__init__()
+        if int(image_size) < 8:
+            raise ValueError(f"image_size must be >= 8, got {image_size}")
+        self.cards = _attribute_cards(dag_or_attrs)
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self.width = int(width)
+        w = self.width
+        self.features = nn.Sequential(
+            nn.Conv2d(self.channels, w, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(2 * w * 16, 128),
+            nn.ReLU(),
+        )
+        self.heads = nn.ModuleDict({n: nn.Linear(128, k) for n, k in self.cards.items()})
+        self.history: list[float] = []
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.cards)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x: [B, C, H, W]`` float in [0, 1] → ``{node: logits [B, card]}``."""
+        h = self.features(x)
+        return {n: head(h) for n, head in self.heads.items()}
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_labels(self, labels: Mapping[str, Any], n: int) -> dict[str, torch.Tensor]:
+        unknown = sorted(set(labels) - set(self.cards))
+        if unknown:
+            raise ValueError(
+                f"unknown attribute '{unknown[0]}' (probe knows: {', '.join(self.cards)})"
+            )
+        if not labels:
+            raise ValueError("labels must name at least one attribute")
+        out = {}
+        for name, codes in labels.items():
+            codes = torch.as_tensor(np.asarray(codes), dtype=torch.int64).reshape(-1)
+            if codes.numel() != n:
+                raise ValueError(f"attribute '{name}' has {codes.numel()} labels for {n} images")
+            if bool(((codes < -1) | (codes >= self.cards[name])).any()):
+                raise ValueError(
+                    f"attribute '{name}' has codes outside [-1, {self.cards[name] - 1}]"
+                )
+            out[name] = codes
+        return out
+
+    def fit(
+        self,
+        images: Any,
+        labels: Mapping[str, Any],
+        epochs: int = 10,
+        seed: int = 0,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        device: str | torch.device | None = None,
+    ) -> ImageProbe:
+        """Train on ``images`` (uint8 NHWC or float NCHW) and ``labels`` ``{node: codes [N]}``.
+
+        Returns ``self``; the mean loss of each epoch is appended to ``self.history``.
+        """
+        x_all = to_float_nchw(images)
+        n = x_all.shape[0]
+        if n == 0:
+            raise ValueError("no images to fit")
+        if x_all.shape[1] != self.channels:
+            raise ValueError(
+                f"images have {x_all.shape[1]} channels, probe expects {self.channels}"
+            )
+        y_all = self._check_labels(labels, n)
+        if device is not None:
+            self.to(device)
+        dev = self._device()
+        gen = torch.Generator().manual_seed(int(seed))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            for module in self.modules():
+                if hasattr(module, "reset_parameters") and module is not self:
+                    module.reset_parameters()
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        self.train()
+        for epoch in range(int(epochs)):
+            order = torch.randperm(n, generator=gen)
+            total, count = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                x = x_all[idx].to(dev, non_blocking=True)
+                logits = self(x)
+                loss = x.new_zeros(())
+                for name, codes in y_all.items():
+                    target = codes[idx].to(dev)
+                    if bool((target >= 0).any()):
+                        loss = loss + F.cross_entropy(logits[name], target, ignore_index=-1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+            self.history.append(total / max(count, 1))
+            log.info("image probe epoch %d: loss %.4f", epoch, self.history[-1])
+        self.eval()
+        return self
+
+    @torch.no_grad()
+    def predict_proba_tensor(self, images: Any, batch_size: int = 512) -> dict[str, torch.Tensor]:
+        """``{node: probabilities [N, card]}`` as tensors on the probe's device."""
+        x_all = to_float_nchw(images)
+        dev = self._device()
+        was_training = self.training
+        self.eval()
+        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in self.cards}
+        for start in range(0, x_all.shape[0], batch_size):
+            logits = self(x_all[start : start + batch_size].to(dev))
+            for name, value in logits.items():
+                chunks[name].append(value.softmax(-1))
+        self.train(was_training)
+        return {
+            n: torch.cat(v) if v else torch.zeros(0, self.cards[n], device=dev)
+            for n, v in chunks.items()
+        }
+
+    def predict_proba(self, images: Any, batch_size: int = 512) -> dict[str, np.ndarray]:
+        """``{node: probabilities [N, card]}`` (numpy)."""
+        probs = self.predict_proba_tensor(images, batch_size)
+        return {n: p.cpu().numpy() for n, p in probs.items()}
+
+    def predict(self, images: Any) -> dict[str, np.ndarray]:
+        """``{node: most probable state index [N]}`` (int64)."""
+        return {n: p.argmax(-1).astype(np.int64) for n, p in self.predict_proba(images).items()}
+
+    def accuracy(self, images: Any, labels: Mapping[str, Any]) -> dict[str, float]:
+        """Fraction of correct predictions per attribute in ``labels`` (missing codes skipped)."""
+        x = to_float_nchw(images)
+        y = self._check_labels(labels, x.shape[0])
+        predicted = self.predict(x)
+        out = {}
+        for name, codes in y.items():
+            codes = codes.numpy()
+            keep = codes >= 0
+            out[name] = (
+                float((predicted[name][keep] == codes[keep]).mean()) if keep.any() else float("nan")
+            )
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Plain ``state_dict`` plus the constructor's arguments (loadable with weights_only)."""
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        payload = {
+            "config": {
+                "cards": dict(self.cards),
+                "image_size": self.image_size,
+                "channels": self.channels,
+                "width": self.width,
+            },
+            "state_dict": state,
+        }
+        return atomic_torch_save(payload, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ImageProbe:
+        payload = torch.load(Path(path), map_location=device, weights_only=True)
+        config = payload["config"]
+        probe = cls(config["cards"], config["image_size"], config["channels"], config["width"])
+        probe.load_state_dict(payload["state_dict"])
+        probe.eval()
+        return probe.to(device)
+
+
+# --------------------------------------------------------------------------- latents
+def fit_logistic_batched(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    l2: float = 1e-3,
+    max_iter: int = 50,
+    tol: float | None = None,
+    chunk_elements: int = 2**26,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit P independent L2-regularised logistic regressions at once (damped Newton / IRLS).
+
+    Problem p minimises ``Σ_n ω_pn · BCE(σ(w_pᵀx_n + b_p), y_pn) / Σ_n ω_pn + (l2 / 2)‖w_p‖²``
+    (the bias is not penalised; a 1e-8 ridge on it keeps separable problems finite).
+
+    Args:
+        x: shared design ``[N, D]`` or one per problem ``[P, N, D]``.
+        y: targets in {0, 1}, ``[P, N]``.
+        weight: optional sample weights ``[P, N]`` (0 drops a sample, e.g. a missing label).
+        l2: ridge strength on ``w``; must be > 0 so every problem has a unique solution.
+        tol: stop a problem when its Newton decrement gᵀH⁻¹g falls below ``tol`` (default 1e-12
+            in float64, 1e-9 in float32) or when a line search can no longer lower its loss.
+    Returns:
+        ``(w [P, D], b [P])``. Every Newton step is one batched linear solve over the still
+        active problems' ``(D + 1) × (D + 1)`` Hessians, with a per-problem backtracking line
+        search; converged problems drop out of the batch.
+    """
+    if l2 <= 0:
+        raise ValueError(f"l2 must be > 0, got {l2}")
+    if tol is None:
+        tol = 1e-12 if x.dtype == torch.float64 else 1e-9
+    y = y.to(x.dtype)
+    p, n = y.shape
+    shared = x.ndim == 2
+    d = x.shape[-1]
+    ones = x.new_ones(*x.shape[:-1], 1)
+    xa = torch.cat([x, ones], dim=-1)  # [N, D+1] or [P, N, D+1]
+    omega = torch.ones_like(y) if weight is None else weight.to(x.dtype)
+    omega = omega / omega.sum(1, keepdim=True).clamp_min(1e-12)
+    ridge = torch.full((d + 1,), float(l2), dtype=x.dtype, device=x.device)
+    ridge[-1] = 1e-8
+    eye = torch.diag(ridge)
+    theta = x.new_zeros(p, d + 1)
+
+    def logits_of(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if shared:
+            return t @ xa.T  # [A, N]
+        return torch.einsum("pnd,pd->pn", xa[idx], t)
+
+    def objective(t: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        bce = F.binary_cross_entropy_with_logits(logits, y[idx], reduction="none")
+        return (omega[idx] * bce).sum(1) + 0.5 * (ridge * t * t).sum(1)
+
+    chunk = max(1, int(chunk_elements // max(1, n * (d + 1))))
+    active = torch.arange(p, device=x.device)
+    for it in range(int(max_iter)):
+        if active.numel() == 0:
+            break
+        th = theta[active]
+        logits = logits_of(th, active)
+        loss = objective(th, logits, active)
+        prob = torch.sigmoid(logits)
+        om = omega[active]
+        resid = om * (prob - y[active])  # [A, N]
+        if shared:
+            grad = resid @ xa + ridge * th
+        else:
+            grad = torch.einsum("pn,pnd->pd", resid, xa[active]) + ridge * th
+        s = om * prob * (1 - prob)
+        hess = torch.empty(len(active), d + 1, d + 1, dtype=x.dtype, device=x.device)
+        for start in range(0, len(active), chunk):
+            sl = slice(start, start + chunk)
+            xs = xa if shared else xa[active[sl]]
+            hess[sl] = (xs * s[sl, :, None]).transpose(1, 2) @ xs
+        step = torch.linalg.solve(hess + eye, grad.unsqueeze(-1)).squeeze(-1)
+        decrement = (grad * step).sum(1)  # Newton decrement² (≥ 0)
+        # Backtracking: per problem, the largest t in {1, 1/2, ..., 1/2^10} that lowers the loss.
+        t = x.new_ones(len(active))
+        accepted = torch.zeros(len(active), dtype=torch.bool, device=x.device)
+        new_th = th
+        for _ in range(11):
+            cand = th - t[:, None] * step
+            cand_loss = objective(cand, logits_of(cand, active), active)
+            ok = (~accepted) & (cand_loss <= loss - 1e-4 * t * decrement)
+            new_th = torch.where(ok[:, None], cand, new_th)
+            accepted |= ok
+            if bool(accepted.all()):
+                break
+            t = torch.where(accepted, t, t * 0.5)
+        theta[active] = new_th
+        done = (decrement < tol) | ~accepted
+        log.debug(
+            "newton %d: %d active, max decrement %.3g", it, len(active), float(decrement.max())
+        )
+        active = active[~done]
+    return theta[:, :d].contiguous(), theta[:, d].contiguous()
+
+
+def _binary_codes(name: str, codes: Any, n: int) -> np.ndarray:
+    codes = np.asarray(codes).reshape(-1)
+    if codes.shape[0] != n:
+        raise ValueError(f"attribute '{name}' has {codes.shape[0]} labels for {n} latents")
+    if not np.issubdtype(codes.dtype, np.integer) and not np.issubdtype(codes.dtype, np.bool_):
+        if not np.all(np.isin(codes, (0, 1, -1))):
+            raise ValueError(f"attribute '{name}' is not binary (codes must be 0/1, -1 = missing)")
+    codes = codes.astype(np.int64)
+    bad = np.setdiff1d(np.unique(codes), [-1, 0, 1])
+    if bad.size:
+        raise ValueError(f"attribute '{name}' is not binary: it has code {int(bad[0])}")
+    for cls in (0, 1):
+        if int((codes == cls).sum()) < 2:
+            raise ValueError(
+                f"attribute '{name}' has fewer than 2 examples of class {cls}: a probe needs both"
+            )
+    return codes
+
+
+class LatentProbe:
+    """CAGE's latent probes φ_m(z) = σ(w_mᵀ z + b_m), one per binary attribute m.
+
+    Bose, Monti & Grover (TMLR 2022), section 3.1: the treatment's decision boundary in latent
+    space is the hyperplane w_mᵀz + b_m = 0; its unit normal ĥ_m = w_m / ‖w_m‖ is the direction of
+    an intervention on m (eq. 4). All attributes are fitted together by
+    :func:`fit_logistic_batched`. With ``holdout > 0``, a random fraction of the latents is kept
+    out of fitting and the held-out accuracy per attribute is stored in ``accuracy_`` (the
+    paper's linear-separability check); the final probes are then refitted on all data.
+
+    ``method="svm"`` fits sklearn's ``LinearSVC`` per attribute instead (the paper's choice) and
+    turns its margin into a probability with Platt scaling (sklearn ``CalibratedClassifierCV`` is
+    avoided: the probability is σ(a·f(z) + c) with (a, c) fitted by the same batched solver).
+    """
+
+    def __init__(
+        self,
+        l2: float = 1e-3,
+        max_iter: int = 50,
+        method: str = "logistic",
+        device: str | torch.device | None = None,
+    ):
+        if method not in ("logistic", "svm"):
+            raise ValueError(f"method must be 'logistic' or 'svm', got '{method}'")
+        if l2 <= 0:
+            raise ValueError(f"l2 must be > 0, got {l2}")
+        self.l2 = float(l2)
+        self.max_iter = int(max_iter)
+        self.method = method
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.attributes: list[str] = []
+        self.weight: torch.Tensor | None = None  # [A, D]
+        self.bias: torch.Tensor | None = None  # [A]
+        self.accuracy_: dict[str, float] = {}
+        self.train_accuracy_: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ fitting
+    def _solve(
+        self, z: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.method == "logistic":
+            return fit_logistic_batched(z, y, w, l2=self.l2, max_iter=self.max_iter)
+        from sklearn.svm import LinearSVC
+
+        weights, biases = [], []
+        zc = z.cpu().numpy()
+        for row in range(y.shape[0]):
+            keep = w[row].cpu().numpy() > 0
+            svm = LinearSVC(C=1.0 / (self.l2 * keep.sum()), dual="auto", max_iter=5000)
+            svm.fit(zc[keep], y[row].cpu().numpy()[keep])
+            weights.append(svm.coef_[0])
+            biases.append(svm.intercept_[0])
+        wt = torch.as_tensor(np.stack(weights), dtype=z.dtype, device=z.device)
+        bt = torch.as_tensor(np.array(biases), dtype=z.dtype, device=z.device)
+        margin = (z @ wt.T + bt).T  # [A, N]
+        a, c = fit_logistic_batched(margin[:, :, None], y, w, l2=1e-6, max_iter=self.max_iter)
+        return wt * a, bt * a[:, 0] + c
+
+    def fit(
+        self,
+        z: Any,
+        labels: Mapping[str, Any],
+        holdout: float = 0.2,
+        seed: int = 0,
+    ) -> LatentProbe:
+        """Fit one probe per attribute of ``labels`` (``{name: codes [N]}`` in {0, 1}; -1 missing).
+
+        ``z: [N, D]``. Raises ``ValueError`` for a non-binary attribute or one with fewer than two
+        examples of a class.
+        """
+        zt = torch.as_tensor(np.asarray(z) if not isinstance(z, torch.Tensor) else z)
+        zt = zt.to(self.device, torch.float64 if zt.dtype == torch.float64 else torch.float32)
+        if zt.ndim != 2:
+            raise ValueError(f"z must be [N, D], got shape {tuple(zt.shape)}")
+        n = zt.shape[0]
+        if not labels:
+            raise ValueError("labels must name at least one attribute")
+        codes = {k: _binary_codes(k, v, n) for k, v in labels.items()}
+        self.attributes = list(codes)
+        y = torch.as_tensor(
+            np.stack([np.clip(c, 0, 1) for c in codes.values()]), device=self.device
+        )
+        valid = torch.as_tensor(np.stack([c >= 0 for c in codes.values()]), device=self.device)
+        y = y.to(zt.dtype)
+        self.accuracy_, self.train_accuracy_ = {}, {}
+        if holdout > 0:
+            if not 0 < holdout < 1:
+                raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+            rng = np.random.default_rng(seed)
+            test = torch.as_tensor(rng.random(n) < holdout, device=self.device)
+            train_w = (valid & ~test).to(zt.dtype)
+            w, b = self._solve(zt, y, train_w)
+            predicted = ((zt @ w.T + b) > 0).T.to(zt.dtype)  # [A, N]
+            correct = (predicted == y).to(zt.dtype)
+            for i, name in enumerate(self.attributes):
+                mask_test = valid[i] & test
+                mask_train = valid[i] & ~test
+                self.accuracy_[name] = (
+                    float(correct[i][mask_test].mean()) if mask_test.any() else float("nan")
+                )
+                self.train_accuracy_[name] = float(correct[i][mask_train].mean())
+        w, b = self._solve(zt, y, valid.to(zt.dtype))
+        self.weight, self.bias = w, b
+        return self
+
+    # ------------------------------------------------------------------ queries
+    def _index(self, name: str) -> int:
+        if self.weight is None:
+            raise ValueError("probe is not fitted")
+        if name not in self.attributes:
+            raise ValueError(f"unknown attribute '{name}' (probes: {', '.join(self.attributes)})")
+        return self.attributes.index(name)
+
+    def params(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w [D], b)`` of attribute ``name``."""
+        i = self._index(name)
+        assert self.weight is not None and self.bias is not None
+        return self.weight[i], self.bias[i]
+
+    def normal(self, name: str) -> torch.Tensor:
+        """ĥ_m = w_m / ‖w_m‖, the unit normal of the decision boundary (points towards m = 1)."""
+        w, _ = self.params(name)
+        return w / w.norm().clamp_min(1e-12)
+
+    def logits(self, z: Any, name: str) -> torch.Tensor:
+        """w_mᵀz + b_m for ``z: [..., D]`` → ``[...]``."""
+        w, b = self.params(name)
+        zt = torch.as_tensor(z).to(w.device, w.dtype)
+        return zt @ w + b
+
+    def predict_proba(self, z: Any, name: str) -> torch.Tensor:
+        """φ_m(z) = σ(w_mᵀz + b_m)."""
+        return torch.sigmoid(self.logits(z, name))
+
+    def predict(self, z: Any, name: str) -> torch.Tensor:
+        """The factual treatment m(z) = 1[φ_m(z) > ½] (int64)."""
+        return (self.logits(z, name) > 0).long()

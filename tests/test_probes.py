@@ -1,0 +1,145 @@
+"""Probes: the batched logistic solver against sklearn, LatentProbe, ImageProbe."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from causalscene.probes import ImageProbe, LatentProbe, fit_logistic_batched, to_float_nchw
+
+
+def _sklearn_fit(x, y, l2, sample_weight=None):
+    """sklearn's objective Σ w·BCE + ‖w‖²/(2C); ours is the weighted mean + (l2/2)‖w‖²."""
+    n_eff = len(x) if sample_weight is None else sample_weight.sum()
+    model = LogisticRegression(C=1.0 / (l2 * n_eff), tol=1e-12, max_iter=10_000)
+    model.fit(x, y, sample_weight=sample_weight)
+    return model.coef_[0], model.intercept_[0]
+
+
+def test_batched_logistic_matches_sklearn_per_problem():
+    rng = np.random.default_rng(0)
+    n, d, p = 600, 4, 5
+    x = rng.standard_normal((n, d))
+    y = np.stack([(x @ rng.standard_normal(d) + rng.standard_normal(n) > 0) for _ in range(p)])
+    weight = (rng.random((p, n)) > 0.2).astype(float)
+    w, b = fit_logistic_batched(
+        torch.tensor(x), torch.tensor(y, dtype=torch.float64), torch.tensor(weight), l2=1e-2
+    )
+    for k in range(p):
+        keep = weight[k] > 0
+        ref_w, ref_b = _sklearn_fit(x[keep], y[k][keep], 1e-2)
+        np.testing.assert_allclose(w[k].numpy(), ref_w, atol=1e-5)
+        assert abs(float(b[k]) - ref_b) < 1e-5
+
+
+def test_batched_logistic_per_problem_design_equals_shared():
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.standard_normal((300, 3)))
+    y = torch.tensor((rng.random((3, 300)) < 0.4).astype(float))
+    w1, b1 = fit_logistic_batched(x, y, l2=1e-1)
+    w2, b2 = fit_logistic_batched(x.expand(3, 300, 3).contiguous(), y, l2=1e-1)
+    torch.testing.assert_close(w1, w2)
+    torch.testing.assert_close(b1, b2)
+
+
+def test_batched_logistic_separable_stays_finite():
+    x = torch.linspace(-1, 1, 50, dtype=torch.float64)[:, None]
+    y = (x[:, 0] > 0).double()[None]
+    w, b = fit_logistic_batched(x, y, l2=1e-3)
+    ref_w, ref_b = _sklearn_fit(x.numpy(), y[0].numpy(), 1e-3)
+    assert torch.isfinite(w).all()
+    np.testing.assert_allclose(w[0].numpy(), ref_w, rtol=1e-4)
+    assert abs(float(b[0]) - ref_b) < 1e-4
+
+
+def test_latent_probe_recovers_planted_normal_and_accuracy():
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((3000, 6)).astype(np.float32)
+    direction = np.array([1.0, 2.0, 0, 0, 0, -2.0]) / 3.0
+    labels = {"a": (z @ direction + 0.3 * rng.standard_normal(3000) > 0.2).astype(np.int64)}
+    probe = LatentProbe().fit(z, labels, holdout=0.25, seed=0)
+    cosine = float(probe.normal("a").double() @ torch.tensor(direction))
+    assert cosine > 0.98
+    # Bayes accuracy with noise 0.3 on a unit-norm score is about 0.9; the probe must be near it
+    assert 0.85 < probe.accuracy_["a"] <= 1.0
+    m = probe.predict(torch.tensor(z[:100]), "a").numpy()
+    assert np.array_equal(m, (probe.predict_proba(torch.tensor(z[:100]), "a") > 0.5).long().numpy())
+
+
+@pytest.mark.parametrize(
+    "codes, message",
+    [
+        (np.array([0, 1, 2, 1, 0, 1]), "not binary"),
+        (np.array([0, 1, 1, 1, 1, 1]), "fewer than 2 examples of class 0"),
+        (np.array([0.5, 1, 0, 1, 0, 1]), "not binary"),
+    ],
+)
+def test_latent_probe_bad_labels(codes, message):
+    z = np.random.default_rng(0).standard_normal((6, 2))
+    with pytest.raises(ValueError, match=message):
+        LatentProbe().fit(z, {"a": codes}, holdout=0)
+
+
+def test_latent_probe_unknown_attribute():
+    z = np.random.default_rng(0).standard_normal((8, 2))
+    probe = LatentProbe().fit(z, {"a": np.array([0, 1] * 4)}, holdout=0)
+    with pytest.raises(ValueError, match="unknown attribute 'b'"):
+        probe.normal("b")
+
+
+def _toy_images(n, rng):
+    a = rng.integers(0, 2, n)
+    b = rng.integers(0, 3, n)
+    images = rng.integers(0, 40, (n, 16, 16, 3)).astype(np.uint8)
+    images[a == 1, :8, :, 0] += 180
+    for k in range(3):
+        images[b == k, :, 4 * k : 4 * k + 4, 1] += 180
+    return images, {"a": a, "b": b}
+
+
+def test_image_probe_learns_attributes_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    images, labels = _toy_images(700, rng)
+    train = slice(0, 500)
+    test = slice(500, 700)
+    probe = ImageProbe({"a": 2, "b": 3}, 16).fit(
+        images[train], {k: v[train] for k, v in labels.items()}, epochs=4, seed=0
+    )
+    accuracy = probe.accuracy(images[test], {k: v[test] for k, v in labels.items()})
+    assert accuracy["a"] > 0.95 and accuracy["b"] > 0.95
+    # uint8 NHWC and float NCHW inputs give the same answer
+    as_float = torch.from_numpy(images[test]).permute(0, 3, 1, 2).float() / 255
+    p_uint8 = probe.predict_proba(images[test])
+    p_float = probe.predict_proba(as_float)
+    np.testing.assert_allclose(p_uint8["b"], p_float["b"], atol=1e-6)
+    loaded = ImageProbe.load(probe.save(tmp_path / "probe.pt"))
+    np.testing.assert_allclose(loaded.predict_proba(images[test])["a"], p_uint8["a"], atol=1e-6)
+
+
+def test_image_probe_missing_labels_ignored_and_bad_input():
+    rng = np.random.default_rng(1)
+    images, labels = _toy_images(64, rng)
+    labels["a"][:10] = -1
+    probe = ImageProbe(["a"], 16).fit(images, {"a": labels["a"]}, epochs=1, seed=0)
+    assert len(probe.history) == 1 and np.isfinite(probe.history[0])
+    with pytest.raises(ValueError, match="unknown attribute 'zzz'"):
+        probe.fit(images, {"zzz": labels["a"]}, epochs=1)
+    with pytest.raises(ValueError, match="outside"):
+        probe.fit(images, {"a": labels["b"] + 1}, epochs=1)
+    with pytest.raises(ValueError, match="uint8 NHWC or float NCHW"):
+        to_float_nchw(np.zeros((2, 3, 8, 8), dtype=np.int32))
+
+
+def test_svm_probe_option_matches_direction():
+    """The paper's linear SVM (sklearn) finds the same normal as the logistic probe."""
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((800, 3))
+    labels = {
+        "a": (z @ np.array([2.0, -1.0, 0.0]) + 0.5 * rng.standard_normal(800) > 0).astype(int)
+    }
+    svm = LatentProbe(method="svm").fit(z, labels, holdout=0.2)
+    logistic = LatentProbe().fit(z, labels, holdout=0.2)
+    assert float(svm.normal("a") @ logistic.normal("a")) > 0.99
+    assert svm.accuracy_["a"] == pytest.approx(logistic.accuracy_["a"], abs=0.03)
+    p = svm.predict_proba(torch.tensor(z[:5]), "a")
+    assert ((p > 0) & (p < 1)).all()
