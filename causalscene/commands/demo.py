@@ -32,10 +32,10 @@ class DemoConfig:
     seed: int = 0
     device: str = "cpu"
     image_size: int = 64
-    rpg_images: int = 6000
-    faces_images: int = 6000
-    rpg_epochs: int = 12
-    faces_epochs: int = 12
+    rpg_images: int = 4000
+    faces_images: int = 4000
+    rpg_epochs: int = 8
+    faces_epochs: int = 8
     latent_dim: int = 8
     cage_permutations: int = 100
     cage_latents: int = 4000
