@@ -1,0 +1,69 @@
+"""Every benchmark script runs with tiny flags (so none rots); the numbers come from real runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "bench_queries.py": ["--repeats", "1"],
+    "bench_train.py": [
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--image-size",
+        "16",
+        "--base-channels",
+        "4",
+    ],
+    "bench_cage.py": [
+        "--device",
+        "cpu",
+        "--permutations",
+        "3",
+        "--num-latents",
+        "200",
+        "--num-train",
+        "300",
+        "--latent-dim",
+        "8",
+        "--baseline-permutations",
+        "1",
+        "--json",
+    ],
+    "bench_modules.py": [
+        "--device",
+        "cpu",
+        "--image-size",
+        "64",
+        "--channels",
+        "16",
+        "--pairs",
+        "4",
+        "--json",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_runs_with_tiny_flags(script, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *CASES[script]],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "device" in out.lower()
+    if "--json" in CASES[script]:
+        last = [line for line in out.splitlines() if line.startswith("{")][-1]
+        assert json.loads(last)
