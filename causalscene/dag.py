@@ -553,12 +553,19 @@ class CausalDAG:
             have += int(keep.sum())
         return {k: np.concatenate([c[k] for c in chunks])[:n] for k in dag._order}
 
+    def cpt_rows(self, node: str, codes: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """The CPT rows ``[n, K]`` of ``node`` selected by its parents' ``codes`` (``{parent: [n]}``)."""
+        table = self.cpt(node)
+        parents = self.parents(node)
+        if not parents:
+            return np.broadcast_to(table, (n, table.shape[-1]))
+        return table[tuple(codes[p] for p in parents)]
+
     def _forward(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for name in self._order:
             node = self._nodes[name]
-            table = self._cpts[name]
-            rows = table[tuple(out[p] for p in node.parents)] if node.parents else table[None, :]
+            rows = self.cpt_rows(name, out, n)
             cumulative = np.cumsum(rows, axis=-1)
             u = rng.random(n)[:, None]
             codes = (u >= cumulative[..., :-1]).sum(-1) if node.cardinality > 1 else np.zeros(n)

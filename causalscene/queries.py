@@ -319,10 +319,6 @@ def counterfactual(
     if noise == "monotone":
         twin, cf_name = twin_network(dag, fixed)  # abduction + action live in the twin network
         targets = tuple(cf_name[v] for v in variables)
-        if len(set(targets)) != len(
-            targets
-        ):  # pragma: no cover - names are distinct by construction
-            raise AssertionError("counterfactual copies collide")
         probs = _twin_query(twin, targets, observed)  # prediction
         samples = None
     else:
@@ -388,22 +384,12 @@ def _gumbel_counterfactual(
     with np.errstate(divide="ignore"):
         world: dict[str, np.ndarray] = {}
         for name in dag.nodes:
-            table = dag.cpt(name)
-            parents = dag.parents(name)
-            logits_f = np.log(
-                table[tuple(factual[p] for p in parents)]
-                if parents
-                else np.broadcast_to(table, (num_samples, table.shape[-1]))
-            )
+            logits_f = np.log(dag.cpt_rows(name, factual, num_samples))
             noise = _gumbel_posterior(logits_f, factual[name], rng)  # abduction, part 2: U | V
             if name in fixed:  # action
                 world[name] = np.full(num_samples, fixed[name])
                 continue
-            logits_cf = np.log(
-                table[tuple(world[p] for p in parents)]
-                if parents
-                else np.broadcast_to(table, (num_samples, table.shape[-1]))
-            )
+            logits_cf = np.log(dag.cpt_rows(name, world, num_samples))
             world[name] = np.argmax(logits_cf + noise, axis=1)  # prediction
     shape = tuple(dag.cardinality(v) for v in variables)
     flat = np.ravel_multi_index(tuple(world[v] for v in variables), shape)
