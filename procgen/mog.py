@@ -4,29 +4,29 @@ Bose, Monti & Grover, "Controllable generative modelling via causal reasoning" (
 section 5.1: the cause ``mixture`` says whether a point comes from a mixture of 8 Gaussians or of
 3 Gaussians; the effect ``low_mean = 1[mean(x, y) < 2.5]``.
 
-Components (standard deviation ``SIGMA_EIGHT`` / ``SIGMA_THREE`` per coordinate):
+Layout: eleven equally likely components (standard deviation ``SIGMA`` per coordinate), so
+P(mixture = three) = 3/11:
 
-* eight: equal weights, means on a circle of radius 2 about (1, 4) at angles 22.5° + k·45°; the
-  line ``x + y = 5`` passes through the centre, four means lie below it and four above, so
-  P(low_mean | eight) = 1/2.
-* three: means (3.0, 0.6) (below the line, weight 1/5), (4.8, 1.8) and (4.0, 2.6) (above it,
-  2/5 each), so P(low_mean | three) = 1/5.
+* eight: means on a circle of radius 2 about (3.5, 3.5) at angles k·45°. The threshold line
+  ``x + y = 5`` passes through the components at 180° and 270° (each split in half) and leaves
+  the one at 225° below it, so P(low_mean | eight) ≈ 2/8.
+* three: means (0.8, 0.8), (0.4, 1.4), (1.4, 0.4), far below the line: P(low_mean | three) = 1.
 
-The two mixtures sit on either side of the direction ``x - y`` (the ring at x - y <= -0.4, the
-three at x - y >= 1.4), orthogonal to the threshold direction ``x + y``: ``mixture`` is (nearly)
-linearly separable, as CAGE's probes assume and as in the paper's toy, where the two mixtures
-occupy different regions of the plane. (An earlier layout put the three inside and beside the
-ring; there no linear probe separates the mixtures and CAGE flags the pair as unreliable.)
+The two mixtures are separated along the diagonal, the normal of the threshold line: the cause
+moves a point across the effect's boundary, as in the paper's toy where the mixtures occupy
+different regions of the plane and one of them lies below the threshold. The threshold cuts
+through components, so ``low_mean`` varies within a mixture (the effect has its own noise).
 
-Labels are sampled from the DAG, then the point is drawn from a component of the right mixture on
-the right side of the line, with its Gaussian truncated to that side (rejection). So
-``low_mean == 1[mean(x, y) < 2.5]`` holds exactly and the DAG's CPTs are the exact frequencies;
-every component's mean sits at least 3 standard deviations (of ``mean(x, y)``) from the line, so
-the truncation removes under 0.2 % of any component's mass.
+Labels are sampled from the DAG, whose CPTs are these probabilities in closed form
+(:func:`exact_cpts`; mean(x, y) of a component is N(mean(μ), σ²/2)). The point is then drawn from
+a component of the right mixture, chosen with weight ∝ P(side | component), from its Gaussian
+truncated to the right side of the line (rejection). This is exactly the joint of drawing a
+component and then a point, so ``low_mean == 1[mean(x, y) < 2.5]`` holds by construction.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,27 +35,49 @@ DAG_FILE = "mog.yaml"
 DEFAULT_SIZE = 0  # points have no image size
 DATA_KEY = "points"
 THRESHOLD = 2.5
-SIGMA_EIGHT = 0.25
-SIGMA_THREE = 0.30
-_ANGLES = np.deg2rad(22.5 + 45.0 * np.arange(8))
-EIGHT_MEANS = np.stack([1.0 + 2.0 * np.cos(_ANGLES), 4.0 + 2.0 * np.sin(_ANGLES)], axis=1)
-THREE_MEANS = np.array([[3.0, 0.6], [4.8, 1.8], [4.0, 2.6]])
-THREE_WEIGHTS = np.array([0.2, 0.4, 0.4])
+SIGMA = 0.25
+_ANGLES = np.deg2rad(45.0 * np.arange(8))
+EIGHT_MEANS = np.stack([3.5 + 2.0 * np.cos(_ANGLES), 3.5 + 2.0 * np.sin(_ANGLES)], axis=1)
+THREE_MEANS = np.array([[0.8, 0.8], [0.4, 1.4], [1.4, 0.4]])
+MEANS = (EIGHT_MEANS, THREE_MEANS)  # indexed by the mixture code (eight = 0, three = 1)
 
 
 def _is_low(points: np.ndarray) -> np.ndarray:
     return points.mean(axis=-1) < THRESHOLD
 
 
+def p_low_per_component(means: np.ndarray) -> np.ndarray:
+    """P(mean(x, y) < THRESHOLD) for components centred at ``means`` (closed form)."""
+    z = (THRESHOLD - means.mean(axis=-1)) / (SIGMA / math.sqrt(2.0))
+    return np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in z])
+
+
+def exact_cpts() -> dict[str, np.ndarray]:
+    """The DAG's CPTs implied by the layout: ``mixture [2]`` and ``low_mean [mixture, 2]``."""
+    sizes = np.array([len(m) for m in MEANS], dtype=float)
+    p_low = np.array([p_low_per_component(m).mean() for m in MEANS])
+    return {"mixture": sizes / sizes.sum(), "low_mean": np.stack([1 - p_low, p_low], axis=1)}
+
+
+def posterior_three(points: np.ndarray) -> np.ndarray:
+    """P(mixture = three | point) under the generator's mixture (an exact oracle classifier)."""
+    x = np.asarray(points, dtype=np.float64)
+    means = np.concatenate(MEANS)
+    logits = -((x[:, None, :] - means[None]) ** 2).sum(-1) / (2 * SIGMA**2)
+    logits -= logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    return weights[:, len(EIGHT_MEANS) :].sum(1) / weights.sum(1)
+
+
 def components(mixture: int, low: bool) -> tuple[np.ndarray, np.ndarray, float]:
-    """Means, weights (renormalised) and sigma of the components of one mixture on one side."""
-    means, weights, sigma = (
-        (EIGHT_MEANS, np.full(8, 1 / 8), SIGMA_EIGHT)
-        if mixture == 0
-        else (THREE_MEANS, THREE_WEIGHTS, SIGMA_THREE)
-    )
-    keep = _is_low(means) == low
-    return means[keep], weights[keep] / weights[keep].sum(), sigma
+    """Means, weights and sigma of one mixture's components given the side of the line.
+
+    The weights are P(component | mixture, side) ∝ P(side | component) (equal priors)."""
+    means = MEANS[mixture]
+    p_low = p_low_per_component(means)
+    weights = p_low if low else 1.0 - p_low
+    keep = weights > 1e-12
+    return means[keep], weights[keep] / weights[keep].sum(), SIGMA
 
 
 def render(labels, size: int, rng: np.random.Generator, dag=None) -> tuple[np.ndarray, dict]:

@@ -404,9 +404,19 @@ def test_reproduce_cage_mog(tmp_path):
     assert set(result) >= {"name", "claim", "source", "measured", "holds", "seed", "seconds"}
     measured = result["measured"]
     for order in ("causal_order", "anticausal_order"):
-        assert set(measured[order]) >= {"tau", "p_value", "probe_accuracy"}
+        flows = measured[order]["flows"]
+        assert len(flows) == 5
+        for f in flows:
+            assert set(f) >= {"tau", "p_value", "p_value_reverse", "latent_outcome"}
+            assert f["infers_mixture_to_low_mean"] == (f["tau"] > 0 and f["p_value"] < 0.05)
+            assert f["tau"] == pytest.approx(
+                abs(f["gate_mixture_to_low_mean"]) - abs(f["gate_low_mean_to_mixture"])
+            )
+        assert measured[order]["flows_inferring_mixture_to_low_mean"] == sum(
+            f["infers_mixture_to_low_mean"] for f in flows
+        )
     expected = all(
-        measured[o]["tau"] > 0 and measured[o]["p_value"] < 0.05
+        measured[o]["flows_inferring_mixture_to_low_mean"] >= 3
         for o in ("causal_order", "anticausal_order")
     )
     assert result["holds"] == expected

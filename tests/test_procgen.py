@@ -231,12 +231,30 @@ def test_mog_points_satisfy_the_threshold_definition(small_sets):
         labels["low_mean"], (points.mean(axis=1) < mog.THRESHOLD).astype(int)
     )
     # the points are the mixtures': every point lies within 4.5 sigma of a component of its mixture
-    for m, (means, sigma) in enumerate(
-        ((mog.EIGHT_MEANS, mog.SIGMA_EIGHT), (mog.THREE_MEANS, mog.SIGMA_THREE))
-    ):
+    for m, means in enumerate(mog.MEANS):
         sel = points[labels["mixture"] == m]
         distance = np.linalg.norm(sel[:, None, :] - means[None], axis=-1).min(axis=1)
-        assert distance.max() < 4.5 * sigma
+        assert distance.max() < 4.5 * mog.SIGMA
+
+
+def test_mog_dag_cpts_are_the_layouts_closed_form():
+    """dags/mog.yaml holds what the component layout implies (independent Monte Carlo check too)."""
+    dag = procgen.load_dag("mog")
+    exact = mog.exact_cpts()
+    np.testing.assert_allclose(dag.cpt("mixture"), exact["mixture"], atol=1e-12)
+    np.testing.assert_allclose(dag.cpt("low_mean"), exact["low_mean"], atol=1e-12)
+    # unconditional draws (component, then point): frequencies within 4 standard errors
+    rng = np.random.default_rng(0)
+    means = np.concatenate(mog.MEANS)
+    comp = rng.integers(0, len(means), 400_000)
+    points = means[comp] + mog.SIGMA * rng.standard_normal((len(comp), 2))
+    three = comp >= len(mog.EIGHT_MEANS)
+    low = points.mean(axis=1) < mog.THRESHOLD
+    for m, sel in ((0, ~three), (1, three)):
+        freq, p = low[sel].mean(), exact["low_mean"][m, 1]
+        assert abs(freq - p) <= 4 * np.sqrt(max(p * (1 - p), 1e-12) / sel.sum()) + 1e-12
+    # the oracle posterior of the mixture agrees with the true component's mixture
+    assert ((mog.posterior_three(points[:20_000]) > 0.5) == three[:20_000]).mean() > 0.99
 
 
 def test_morpho_measured_thickness_separates_and_intensity_follows(small_sets):
