@@ -13,6 +13,7 @@ Usage::
     python benchmarks/bench_train.py --device cpu --batch-size 64 --steps 20
     python benchmarks/bench_train.py --device cuda --batch-size 1024 --steps 200 [--bf16 --channels-last]
     python benchmarks/bench_train.py --device cuda --data /path/rpg64   # real data, resident on the GPU
+    python benchmarks/bench_train.py --device cuda --batch-size 1024 --cuda-graph --bf16 --channels-last
     torchrun --nproc_per_node 2 benchmarks/bench_train.py --device cuda --batch-size 1024 --ddp
 
 Prints one line per loop and a JSON summary: step time, images/s, ratio (Pyro / PyTorch step time;
@@ -34,7 +35,7 @@ import torch
 
 from causalscene.dag import CausalDAG
 from causalscene.model import CausalVAE
-from causalscene.train import TrainConfig, _Objective, to_channels_last
+from causalscene.train import GraphedStep, TrainConfig, _Objective, to_channels_last
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,16 +113,23 @@ def _data(args, dag, device):
     return images.to(device), labels, "synthetic"
 
 
-def _time(objective, params, images, labels, args, device, world, log_p_labels=None):
-    optimizer = torch.optim.Adam(params, lr=1e-4)
+def _time(objective, params, images, labels, args, device, world, log_p_labels=None, graph=False):
+    optimizer = torch.optim.Adam(params, lr=1e-4, capturable=graph)
     n = len(images)
     g = torch.Generator(device=device).manual_seed(1)
     batches = [
         torch.randint(0, n, (args.batch_size,), device=device, generator=g) for _ in range(8)
     ]
+    graphed = (
+        GraphedStep(objective, optimizer, images, labels, log_p_labels, args.batch_size)
+        if graph
+        else None
+    )
 
     def step(i):
         idx = batches[i % len(batches)]
+        if graphed is not None:
+            return graphed(idx)[0]
         extra = () if log_p_labels is None else (log_p_labels[idx],)
         loss, _ = objective(images[idx], {k: v[idx] for k, v in labels.items()}, *extra)
         optimizer.zero_grad(set_to_none=True)
@@ -136,7 +144,7 @@ def _time(objective, params, images, labels, args, device, world, log_p_labels=N
     tic = time.perf_counter()
     for i in range(args.steps):
         loss = step(i)
-    float(loss)  # one host sync at the end
+    float(loss.detach())  # one host sync at the end
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - tic) / args.steps
@@ -159,6 +167,11 @@ def main(argv=None) -> dict:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--ddp", action="store_true", help="under torchrun: DistributedDataParallel")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="also time every loop captured as one CUDA graph per step (CUDA, one process)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the JSON summary here")
     args = p.parse_args(argv)
@@ -222,14 +235,31 @@ def main(argv=None) -> dict:
     collapsed_vae = copy.deepcopy(vae)
     collapsed_obj = wrap(_Objective(collapsed_vae, config, frozenset()))
     logp = collapsed_vae.log_p_labels(labels).to(device)
+    loops = [
+        ("pytorch", torch_obj, torch_vae, None, False),
+        ("pyro", pyro_obj, pyro_vae, None, False),
+        ("pyro_collapsed", collapsed_obj, collapsed_vae, logp, False),
+        ("pytorch_again", torch_obj, torch_vae, None, False),
+    ]
+    graph = args.cuda_graph and device.type == "cuda" and world == 1
+    if graph:  # fresh copies: a captured step owns its networks' gradients and optimizer
+        for name, loop, extra in (
+            ("pytorch_graph", TorchObjective, None),
+            ("pyro_graph", _Objective, None),
+            ("pyro_collapsed_graph", _Objective, logp),
+        ):
+            copy_vae = copy.deepcopy(vae)
+            obj = (
+                TorchObjective(copy_vae, config).to(device)
+                if loop is TorchObjective
+                else _Objective(copy_vae, config, frozenset())
+            )
+            loops.append((name, obj, copy_vae, extra, True))
     results = {}
-    for name, obj, params, extra in (
-        ("pytorch", torch_obj, torch_vae.parameters(), None),
-        ("pyro", pyro_obj, pyro_vae.parameters(), None),
-        ("pyro_collapsed", collapsed_obj, collapsed_vae.parameters(), logp),
-        ("pytorch_again", torch_obj, torch_vae.parameters(), None),
-    ):
-        results[name] = _time(obj, list(params), images, labels, args, device, world, extra)
+    for name, obj, net, extra, captured in loops:
+        results[name] = _time(
+            obj, list(net.parameters()), images, labels, args, device, world, extra, captured
+        )
     base = min(results["pytorch"]["step_ms"], results["pytorch_again"]["step_ms"])
     ratio = results["pyro"]["step_ms"] / base
     name = (
@@ -257,6 +287,16 @@ def main(argv=None) -> dict:
         "throughput_pyro_over_pytorch": 1 / ratio,
         "loss_relative_difference": agree,
     }
+    if graph:
+        best_torch = min(base, results["pytorch_graph"]["step_ms"])
+        for key in ("pytorch_graph", "pyro_graph", "pyro_collapsed_graph"):
+            summary[f"{key}_step_ms"] = results[key]["step_ms"]
+            summary[f"{key}_images_per_s"] = results[key]["images_per_s"]
+        # the headline: the best Pyro loop against the best pure-PyTorch loop, both graphed
+        summary["best_pytorch_step_ms"] = best_torch
+        summary["throughput_pyro_graph_over_best_pytorch"] = (
+            best_torch / results["pyro_graph"]["step_ms"]
+        )
     if rank == 0:
         print(
             f"device: {name}  (world size {world}, {kind} data {args.image_size}x{args.image_size}, batch {args.batch_size}/process)"
@@ -275,6 +315,18 @@ def main(argv=None) -> dict:
         print(
             f"ratio Pyro/PyTorch step time: {ratio:.3f}   (same loss: relative difference {agree:.1e})"
         )
+        if graph:
+            for key, label in (
+                ("pytorch_graph", "pure PyTorch ELBO, CUDA graph"),
+                ("pyro_graph", "CausalVAE (Pyro), CUDA graph"),
+                ("pyro_collapsed_graph", "CausalVAE (Pyro, collapse_labels), CUDA graph"),
+            ):
+                r = results[key]
+                print(f"{label}: {r['step_ms']:8.2f} ms/step  {r['images_per_s']:10.0f} images/s")
+            print(
+                "throughput Pyro (graph) / best pure PyTorch: "
+                f"{summary['throughput_pyro_graph_over_best_pytorch']:.3f}"
+            )
         print(json.dumps(summary))
         if args.out:
             Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")

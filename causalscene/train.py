@@ -25,6 +25,9 @@ Speed: the dataset lives on the device as uint8 ``[N, C, H, W]``; a step makes n
 loss is accumulated on the device and read every ``log_every`` steps, which is also when the
 NaN/inf guard looks); optional bf16 autocast and channels_last (``bf16``, ``channels_last``).
 
+``cuda_graph``: the whole step is captured once as a CUDA graph and replayed (:class:`GraphedStep`),
+which removes Pyro's per-step Python tracing; the epoch's last incomplete batch is dropped.
+
 Multi-GPU: launched by ``torchrun``, :func:`fit` joins the process group (NCCL on CUDA, gloo on
 CPU), wraps the loss in ``DistributedDataParallel`` and gives each rank the slice
 ``order[rank::world]`` of the epoch's permutation (``batch_size`` is per process). Rank 0 writes
@@ -33,6 +36,7 @@ the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -116,6 +120,10 @@ class TrainConfig:
     #: complete labels + fixed CPTs: precompute the parameter-free log p(labels) once and leave
     #: the DAG sites out of each step (same gradient and ELBO; less per-step Python overhead)
     collapse_labels: bool = False
+    #: capture the whole step (Pyro loss, backward, Adam) as one CUDA graph and replay it: no
+    #: per-step Python (Pyro's tracing runs once). CUDA only, one process; drops the epoch's last
+    #: incomplete batch (a graph has static shapes)
+    cuda_graph: bool = False
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
@@ -208,6 +216,45 @@ def build_model(model_config: Mapping[str, Any], dag: CausalDAG | None) -> nn.Mo
     raise ValueError(f"unknown model kind '{kind}'")
 
 
+@contextlib.contextmanager
+def _pyro_without_host_syncs():
+    """Run ``TraceEnum_ELBO.differentiable_loss`` without its host syncs (they stall the GPU
+    every step and make the step impossible to capture as a CUDA graph):
+
+    * ``warn_if_nan(loss)`` reads the loss (and hooks its gradient) on the host each step; our
+      own guard watches the accumulated loss every ``log_every`` steps instead.
+    * ``Dice.compute_expectation`` checks ``mask.all()``; when the guide contributes no
+      score-function factor (every guide site reparameterised: complete labels) Pyro's
+      marginal probabilities of the cost terms are exp(0) = 1 everywhere and its result is
+      Σ scale · ⟨1, cost⟩, computed here with Pyro's own dot product (bit for bit the same
+      number; tested). With a tensor factor (missing labels) Pyro's own method runs.
+    """
+    from pyro.infer import traceenum_elbo
+    from pyro.infer.util import Dice, _fulldot
+
+    original = Dice.compute_expectation
+    original_warn = traceenum_elbo.warn_if_nan
+
+    def compute_expectation(self, costs):
+        factors = {ordinal: self._get_log_factors(ordinal) for ordinal in costs}
+        if any(torch.is_tensor(f) for fs in factors.values() for f in fs):
+            return original(self, costs)
+        total = 0.0
+        for ordinal, cost_terms in costs.items():
+            scale = math.exp(sum(factors[ordinal]))
+            for cost in cost_terms:
+                total = total + scale * _fulldot(torch.ones_like(cost), cost)
+        return total
+
+    Dice.compute_expectation = compute_expectation
+    traceenum_elbo.warn_if_nan = lambda value, *args, **kwargs: value
+    try:
+        yield
+    finally:
+        Dice.compute_expectation = original
+        traceenum_elbo.warn_if_nan = original_warn
+
+
 def elbo_loss(
     model: nn.Module,
     x: torch.Tensor,
@@ -221,9 +268,11 @@ def elbo_loss(
     With ``log_p_labels`` (``[B]``, see :meth:`CausalVAE.log_p_labels`) the model runs with
     ``collapse=True`` and the constant is added back."""
     elbo = elbo or TraceEnum_ELBO(max_plate_nesting=1)
-    if log_p_labels is None:
-        return elbo.differentiable_loss(model.model, model.guide, x, labels, partial) / x.shape[0]
-    loss = elbo.differentiable_loss(model.model, model.guide, x, labels, partial, True)
+    with _pyro_without_host_syncs():
+        if log_p_labels is None:
+            loss = elbo.differentiable_loss(model.model, model.guide, x, labels, partial)
+            return loss / x.shape[0]
+        loss = elbo.differentiable_loss(model.model, model.guide, x, labels, partial, True)
     return (loss - log_p_labels.sum()) / x.shape[0]
 
 
@@ -244,7 +293,10 @@ class _Objective(nn.Module):
         x = images.float().div_(255.0)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        # the autocast weight cache must be off while a CUDA graph is captured
+        with torch.autocast(
+            x.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False
+        ):
             neg_elbo = elbo_loss(self.model, x, labels, self.partial, self.elbo, log_p_labels)
             loss = neg_elbo
             if self.aux_weight:
@@ -254,6 +306,92 @@ class _Objective(nn.Module):
 
             loss = loss + self.sdr_weight * sdr_penalty(self.model.decoder)
         return loss, neg_elbo.detach()
+
+
+class GraphedStep:
+    """One training step — the loss, ``backward()`` and ``optimizer.step()`` — captured once as a
+    CUDA graph and replayed (``TrainConfig.cuda_graph``).
+
+    Pyro traces the model and guide in Python on every call; captured, that Python runs once and
+    each step is one graph launch on the GPU (the random draws stay fresh: CUDA graphs advance the
+    Philox offset of the default generator at every replay). The only input is the batch's index
+    vector, copied into a static buffer; the gather from the resident dataset is inside the graph.
+
+    Warm-up steps (needed before capture, they allocate the optimizer state and autograd's
+    buffers) are undone: parameters, optimizer state and the CUDA RNG state are restored, so the
+    graphed run takes the same steps as its first eager step would from there. The optimizer must
+    be built with ``capturable=True``.
+    """
+
+    def __init__(
+        self,
+        objective: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+        optimizer: torch.optim.Optimizer,
+        images: torch.Tensor,
+        labels: Mapping[str, torch.Tensor],
+        log_p_labels: torch.Tensor | None,
+        batch_size: int,
+        warmup: int = 3,
+    ):
+        device = images.device
+        if device.type != "cuda":
+            raise ValueError("cuda_graph needs a CUDA device")
+        if not all(g.get("capturable", False) for g in optimizer.param_groups):
+            raise ValueError("cuda_graph needs an optimizer built with capturable=True")
+        self.batch_size = batch_size
+        self.index = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.index.copy_(torch.arange(batch_size, device=device) % len(images))
+
+        def step() -> tuple[torch.Tensor, torch.Tensor]:
+            idx = self.index
+            extra = () if log_p_labels is None else (log_p_labels[idx],)
+            loss, neg_elbo = objective(images[idx], {k: v[idx] for k, v in labels.items()}, *extra)
+            loss.backward()
+            optimizer.step()
+            return loss.detach(), neg_elbo
+
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        saved_params = [p.detach().clone() for p in params]
+        saved_state = {
+            p: {k: v.clone() if torch.is_tensor(v) else v for k, v in optimizer.state[p].items()}
+            for p in params
+            if p in optimizer.state
+        }
+        saved_rng = torch.cuda.get_rng_state(device)
+        # argument validation reads tensors on the host: impossible inside a graph
+        with pyro.validation_enabled(False):
+            self._capture(step, optimizer, params, saved_params, saved_state, saved_rng, warmup)
+
+    def _capture(self, step, optimizer, params, saved_params, saved_state, saved_rng, warmup):
+        device = self.index.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                optimizer.zero_grad(set_to_none=True)
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        with torch.no_grad():  # undo the warm-up
+            for p, value in zip(params, saved_params):
+                p.copy_(value)
+            for p in params:
+                for k, v in optimizer.state[p].items():
+                    if not torch.is_tensor(v):
+                        continue
+                    before = saved_state.get(p, {}).get(k)
+                    v.copy_(before) if before is not None else v.zero_()
+        torch.cuda.set_rng_state(saved_rng, device)
+        optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss, self.neg_elbo = step()
+
+    def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run one step on the batch ``idx`` (``[batch_size]`` on the device); returns the
+        (static) loss and -ELBO tensors, overwritten by the next call."""
+        self.index.copy_(idx)
+        self.graph.replay()
+        return self.loss, self.neg_elbo
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -376,7 +514,18 @@ def fit(
         wrapped = DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None
         )
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.cuda_graph and (device.type != "cuda" or world > 1):
+        raise ValueError("--cuda-graph needs one process on a CUDA device")
+    if config.cuda_graph and partial:
+        raise ValueError(
+            f"--cuda-graph needs complete labels (missing values in: {', '.join(sorted(partial))})"
+        )
+    if config.cuda_graph and n_train < config.batch_size:
+        raise ValueError(
+            f"--cuda-graph drops incomplete batches: {n_train} training images < batch size "
+            f"{config.batch_size}"
+        )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, capturable=config.cuda_graph)
 
     ckpt_path = out / "checkpoint.pt" if out else None
     start_epoch, start_step, global_step = 0, 0, 0
@@ -443,6 +592,12 @@ def fit(
             )
 
     steps_per_epoch = max(1, math.ceil((n_train // world) / config.batch_size))
+    graphed = None
+    if config.cuda_graph:
+        steps_per_epoch = n_train // config.batch_size
+        graphed = GraphedStep(
+            objective, optimizer, train_images, train_labels, train_logp, config.batch_size
+        )
     bar = None
     if config.progress and main_process:
         from tqdm.auto import tqdm
@@ -471,20 +626,23 @@ def fit(
                 counted = 0
             for step in range(first, steps_per_epoch):
                 idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-                try:
-                    loss, neg_elbo = wrapped(
-                        train_images[idx],
-                        {k: v[idx] for k, v in train_labels.items()},
-                        None if train_logp is None else train_logp[idx],
-                    )
-                except ValueError as exc:  # Pyro's validation of distribution arguments
-                    if "invalid values" not in str(exc):
-                        raise
-                    running.fill_(float("nan"))
-                    guard(epoch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if graphed is not None:
+                    loss, neg_elbo = graphed(idx)
+                else:
+                    try:
+                        loss, neg_elbo = wrapped(
+                            train_images[idx],
+                            {k: v[idx] for k, v in train_labels.items()},
+                            None if train_logp is None else train_logp[idx],
+                        )
+                    except ValueError as exc:  # Pyro's validation of distribution arguments
+                        if "invalid values" not in str(exc):
+                            raise
+                        running.fill_(float("nan"))
+                        guard(epoch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
                 running += neg_elbo.double() * len(idx)
                 counted += len(idx)
                 global_step += 1
