@@ -3,7 +3,8 @@ with the *same* networks, in the same run.
 
 Both loops compute the same objective — -ELBO per image (labels' log-probability with the hidden
 DAG nodes summed out, + E_q[log p(x | z, labels)] - (log q(z) - log p(z)) at one reparameterised
-sample) + the classifier's cross-entropy — and take one Adam step. The Pyro loop is exactly
+sample) + the classifier's cross-entropy — and take one Adam step (after the same gradient-spike
+guard as training). The Pyro loop is exactly
 :mod:`causalscene.train`'s step (``TraceEnum_ELBO().differentiable_loss``); the baseline writes the
 ELBO by hand and sums the hidden nodes out by brute-force enumeration. A check before timing:
 both give the same loss value for the same random draws.
@@ -35,7 +36,13 @@ import torch
 
 from causalscene.dag import CausalDAG
 from causalscene.model import CausalVAE
-from causalscene.train import GraphedStep, TrainConfig, _Objective, to_channels_last
+from causalscene.train import (
+    GradientSpikeGuard,
+    GraphedStep,
+    TrainConfig,
+    _Objective,
+    to_channels_last,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,8 +127,11 @@ def _time(objective, params, images, labels, args, device, world, log_p_labels=N
     batches = [
         torch.randint(0, n, (args.batch_size,), device=device, generator=g) for _ in range(8)
     ]
+    guard = GradientSpikeGuard(params, 5.0, device)  # as causalscene.train.fit does
     graphed = (
-        GraphedStep(objective, optimizer, images, labels, log_p_labels, args.batch_size)
+        GraphedStep(
+            objective, optimizer, images, labels, log_p_labels, args.batch_size, before_step=guard
+        )
         if graph
         else None
     )
@@ -134,6 +144,7 @@ def _time(objective, params, images, labels, args, device, world, log_p_labels=N
         loss, _ = objective(images[idx], {k: v[idx] for k, v in labels.items()}, *extra)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        guard()
         optimizer.step()
         return loss
 

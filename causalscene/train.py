@@ -72,6 +72,8 @@ __all__ = [
     "load_dataset",
     "resolve_device",
     "elbo_loss",
+    "GraphedStep",
+    "GradientSpikeGuard",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,10 @@ class TrainConfig:
     #: complete labels + fixed CPTs: precompute the parameter-free log p(labels) once and leave
     #: the DAG sites out of each step (same gradient and ELBO; less per-step Python overhead)
     collapse_labels: bool = False
+    #: rescale a step's gradient whose norm exceeds this many times the running mean of recent
+    #: norms (0: off). One outlier batch otherwise kicks the decoder's sigmoid into saturation
+    #: and training never recovers (measured: held-out ELBO 23.7k → 2.0k at epoch 63 on rpg)
+    spike_factor: float = 5.0
     #: capture the whole step (Pyro loss, backward, Adam) as one CUDA graph and replay it: no
     #: per-step Python (Pyro's tracing runs once). CUDA only, one process; drops the epoch's last
     #: incomplete batch (a graph has static shapes)
@@ -308,6 +314,37 @@ class _Objective(nn.Module):
         return loss, neg_elbo.detach()
 
 
+class GradientSpikeGuard:
+    """Clip gradient spikes relative to the recent past, on the device (no host sync, so it can
+    live inside a CUDA graph).
+
+    With n = ‖∇‖ (all parameters) and m the running mean of past clipped norms (decay 0.99; the
+    first step sets it), gradients are multiplied by min(1, factor · m / n). ``state`` (m) goes
+    into checkpoints so that a resumed run clips exactly as an uninterrupted one.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], factor: float, device, decay: float = 0.99):
+        self.params = list(params)
+        self.factor = float(factor)
+        self.decay = float(decay)
+        self.state = torch.zeros((), device=device)
+
+    def __call__(self) -> None:
+        if self.factor <= 0:
+            return
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        fresh = self.state <= 0
+        limit = torch.where(fresh, norm, self.factor * self.state)
+        torch._foreach_mul_(grads, torch.clamp(limit / (norm + 1e-12), max=1.0))
+        clipped = torch.minimum(norm, limit)
+        self.state.copy_(
+            torch.where(fresh, clipped, self.decay * self.state + (1 - self.decay) * clipped)
+        )
+
+
 class GraphedStep:
     """One training step — the loss, ``backward()`` and ``optimizer.step()`` — captured once as a
     CUDA graph and replayed (``TrainConfig.cuda_graph``).
@@ -332,6 +369,7 @@ class GraphedStep:
         log_p_labels: torch.Tensor | None,
         batch_size: int,
         warmup: int = 3,
+        before_step: Callable[[], None] | None = None,
     ):
         device = images.device
         if device.type != "cuda":
@@ -347,6 +385,8 @@ class GraphedStep:
             extra = () if log_p_labels is None else (log_p_labels[idx],)
             loss, neg_elbo = objective(images[idx], {k: v[idx] for k, v in labels.items()}, *extra)
             loss.backward()
+            if before_step is not None:
+                before_step()
             optimizer.step()
             return loss.detach(), neg_elbo
 
@@ -526,6 +566,7 @@ def fit(
             f"{config.batch_size}"
         )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, capturable=config.cuda_graph)
+    spike_guard = GradientSpikeGuard(model.parameters(), config.spike_factor, device)
 
     ckpt_path = out / "checkpoint.pt" if out else None
     start_epoch, start_step, global_step = 0, 0, 0
@@ -550,6 +591,8 @@ def fit(
         start_epoch, start_step = int(state["epoch"]), int(state["step_in_epoch"])
         global_step, counted = int(state["global_step"]), int(state["counted"])
         running = state["running"].to(device=device, dtype=torch.float64)
+        if "spike_guard" in state:
+            spike_guard.state.copy_(state["spike_guard"].to(device))
         history = [json.loads(line) for line in state.get("history", [])]
         log.info("resumed from %s at epoch %d step %d", ckpt_path, start_epoch, start_step)
     elif ckpt_path is not None and ckpt_path.exists():
@@ -576,6 +619,7 @@ def fit(
                 "step_in_epoch": step_in_epoch,
                 "global_step": global_step,
                 "running": running.detach().cpu(),
+                "spike_guard": spike_guard.state.detach().cpu(),
                 "counted": counted,
                 "history": [json.dumps(h) for h in history],
                 "config": json.dumps(_config_dict(config)),
@@ -595,9 +639,17 @@ def fit(
     graphed = None
     if config.cuda_graph:
         steps_per_epoch = n_train // config.batch_size
+        saved_guard = spike_guard.state.clone()
         graphed = GraphedStep(
-            objective, optimizer, train_images, train_labels, train_logp, config.batch_size
+            objective,
+            optimizer,
+            train_images,
+            train_labels,
+            train_logp,
+            config.batch_size,
+            before_step=spike_guard,
         )
+        spike_guard.state.copy_(saved_guard)  # undo the warm-up's updates
     bar = None
     if config.progress and main_process:
         from tqdm.auto import tqdm
@@ -642,6 +694,7 @@ def fit(
                         guard(epoch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    spike_guard()
                     optimizer.step()
                 running += neg_elbo.double() * len(idx)
                 counted += len(idx)

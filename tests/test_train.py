@@ -519,3 +519,33 @@ def test_sync_free_dice_gives_pyros_loss_bit_for_bit(rpg, missing):
         results.append((loss.detach(), [p.grad.clone() for p in model.encoder.parameters()]))
     assert torch.equal(results[0][0], results[1][0])
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_gradient_spike_guard_clips_relative_to_the_running_mean():
+    from causalscene.train import GradientSpikeGuard
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    v = torch.nn.Parameter(torch.zeros(4))
+    guard = GradientSpikeGuard([w, v], factor=5.0, device="cpu", decay=0.5)
+
+    def step(gw, gv):
+        w.grad, v.grad = (
+            torch.tensor(gw, dtype=torch.float32),
+            torch.tensor(gv, dtype=torch.float32),
+        )
+        guard()
+        return w.grad.clone(), v.grad.clone()
+
+    gw, gv = step([3.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0])  # norm 5: first step, kept
+    assert torch.equal(gw, torch.tensor([3.0, 0, 0])) and float(guard.state) == pytest.approx(5.0)
+    gw, gv = step([0.0, 6.0, 0.0], [0.0, 0.0, 8.0, 0.0])  # norm 10 < 5 * 5: kept
+    assert torch.equal(gv, torch.tensor([0, 0, 8.0, 0]))
+    assert float(guard.state) == pytest.approx(0.5 * 5 + 0.5 * 10)  # 7.5
+    gw, gv = step([300.0, 0.0, 0.0], [400.0, 0.0, 0.0, 0.0])  # norm 500 > 5 * 7.5 = 37.5
+    total = float(torch.sqrt((gw**2).sum() + (gv**2).sum()))
+    assert total == pytest.approx(37.5, rel=1e-5) and gw[0] / gv[0] == pytest.approx(0.75)
+    assert float(guard.state) == pytest.approx(0.5 * 7.5 + 0.5 * 37.5)
+    off = GradientSpikeGuard([w], factor=0.0, device="cpu")
+    w.grad = torch.tensor([1e6, 0.0, 0.0])
+    off()
+    assert float(w.grad[0]) == 1e6

@@ -44,6 +44,12 @@ def register(subparsers) -> None:
         "instead of tracing the DAG sites every step (same ELBO and gradient; faster on GPU)",
     )
     p.add_argument(
+        "--spike-factor",
+        type=float,
+        default=d.spike_factor,
+        help="clip a gradient whose norm exceeds this many times the recent mean (0: off)",
+    )
+    p.add_argument(
         "--cuda-graph",
         action="store_true",
         help="capture the whole step as one CUDA graph and replay it (one GPU; removes Pyro's "
@@ -78,6 +84,7 @@ def config_from_args(args):
         progress=not args.no_progress,
         collapse_labels=args.collapse_labels,
         cuda_graph=args.cuda_graph,
+        spike_factor=args.spike_factor,
     )
 
 
