@@ -130,7 +130,14 @@ def _time(objective, params, images, labels, args, device, world, log_p_labels=N
     guard = GradientSpikeGuard(params, 5.0, device)  # as causalscene.train.fit does
     graphed = (
         GraphedStep(
-            objective, optimizer, images, labels, log_p_labels, args.batch_size, before_step=guard
+            objective,
+            optimizer,
+            images,
+            labels,
+            log_p_labels,
+            args.batch_size,
+            before_step=guard,
+            state=[guard.state],
         )
         if graph
         else None
@@ -239,33 +246,32 @@ def main(argv=None) -> dict:
     # each loop trains its own copy of the same initial networks (DDP hooks one model once)
     import copy
 
-    pyro_vae = copy.deepcopy(vae)
-    pyro_obj = wrap(_Objective(pyro_vae, config, frozenset()))
-    torch_vae = copy.deepcopy(vae)
-    torch_obj = wrap(TorchObjective(torch_vae, config).to(device))
-    collapsed_vae = copy.deepcopy(vae)
-    collapsed_obj = wrap(_Objective(collapsed_vae, config, frozenset()))
+    def fresh(loop):
+        """A loop's objective over its own copy of the initial networks."""
+        net = copy.deepcopy(vae)
+        if loop == "pytorch":
+            return TorchObjective(net, config).to(device), net
+        return _Objective(net, config, frozenset()), net
+
+    torch_obj, torch_vae = fresh("pytorch")
+    torch_obj = wrap(torch_obj)
+    pyro_obj, pyro_vae = fresh("pyro")
+    collapsed_obj, collapsed_vae = fresh("pyro")
     logp = collapsed_vae.log_p_labels(labels).to(device)
     loops = [
         ("pytorch", torch_obj, torch_vae, None, False),
-        ("pyro", pyro_obj, pyro_vae, None, False),
-        ("pyro_collapsed", collapsed_obj, collapsed_vae, logp, False),
+        ("pyro", wrap(pyro_obj), pyro_vae, None, False),
+        ("pyro_collapsed", wrap(collapsed_obj), collapsed_vae, logp, False),
         ("pytorch_again", torch_obj, torch_vae, None, False),
     ]
     graph = args.cuda_graph and device.type == "cuda" and world == 1
     if graph:  # fresh copies: a captured step owns its networks' gradients and optimizer
         for name, loop, extra in (
-            ("pytorch_graph", TorchObjective, None),
-            ("pyro_graph", _Objective, None),
-            ("pyro_collapsed_graph", _Objective, logp),
+            ("pytorch_graph", "pytorch", None),
+            ("pyro_graph", "pyro", None),
+            ("pyro_collapsed_graph", "pyro", logp),
         ):
-            copy_vae = copy.deepcopy(vae)
-            obj = (
-                TorchObjective(copy_vae, config).to(device)
-                if loop is TorchObjective
-                else _Objective(copy_vae, config, frozenset())
-            )
-            loops.append((name, obj, copy_vae, extra, True))
+            loops.append((name, *fresh(loop), extra, True))
     results = {}
     for name, obj, net, extra, captured in loops:
         results[name] = _time(

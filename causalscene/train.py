@@ -356,7 +356,8 @@ class GraphedStep:
     vector, copied into a static buffer; the gather from the resident dataset is inside the graph.
 
     Warm-up steps (needed before capture, they allocate the optimizer state and autograd's
-    buffers) are undone: parameters, optimizer state and the CUDA RNG state are restored, so the
+    buffers) are undone: parameters, optimizer state, the CUDA RNG state and any ``state``
+    tensors the step updates (e.g. ``before_step``'s) are restored, so the
     graphed run takes the same steps as its first eager step would from there. The optimizer must
     be built with ``capturable=True``.
     """
@@ -371,6 +372,7 @@ class GraphedStep:
         batch_size: int,
         warmup: int = 3,
         before_step: Callable[[], None] | None = None,
+        state: Sequence[torch.Tensor] = (),
     ):
         device = images.device
         if device.type != "cuda":
@@ -399,11 +401,16 @@ class GraphedStep:
             if p in optimizer.state
         }
         saved_rng = torch.cuda.get_rng_state(device)
+        saved_extra = [(t, t.clone()) for t in state]
         # argument validation reads tensors on the host: impossible inside a graph
         with pyro.validation_enabled(False):
-            self._capture(step, optimizer, params, saved_params, saved_state, saved_rng, warmup)
+            self._capture(
+                step, optimizer, params, saved_params, saved_state, saved_extra, saved_rng, warmup
+            )
 
-    def _capture(self, step, optimizer, params, saved_params, saved_state, saved_rng, warmup):
+    def _capture(
+        self, step, optimizer, params, saved_params, saved_state, saved_extra, saved_rng, warmup
+    ):
         device = self.index.device
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
@@ -421,6 +428,8 @@ class GraphedStep:
                         continue
                     before = saved_state.get(p, {}).get(k)
                     v.copy_(before) if before is not None else v.zero_()
+            for tensor, before in saved_extra:
+                tensor.copy_(before)
         torch.cuda.set_rng_state(saved_rng, device)
         optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
@@ -640,7 +649,6 @@ def fit(
     graphed = None
     if config.cuda_graph:
         steps_per_epoch = n_train // config.batch_size
-        saved_guard = spike_guard.state.clone()
         graphed = GraphedStep(
             objective,
             optimizer,
@@ -649,8 +657,8 @@ def fit(
             train_logp,
             config.batch_size,
             before_step=spike_guard,
+            state=[spike_guard.state],
         )
-        spike_guard.state.copy_(saved_guard)  # undo the warm-up's updates
     bar = None
     if config.progress and main_process:
         from tqdm.auto import tqdm
