@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = {
     "bench_queries.py": ["--repeats", "1"],
     "bench_train.py": [
+        "--cuda-graph",  # parsed; captured loops are timed only on a CUDA device
         "--device",
         "cpu",
         "--batch-size",

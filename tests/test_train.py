@@ -382,6 +382,9 @@ def test_train_verb_tiny(tmp_path, dag_path, capsys):
     assert "held-out ELBO" in capsys.readouterr().out
     assert main(argv) == 2  # the run exists and --resume was not given
     assert "--resume" in capsys.readouterr().err
+    other = [*argv[:6], str(tmp_path / "run2"), *argv[7:]]
+    assert main([*other, "--cuda-graph", "--spike-factor", "3"]) == 2  # this CPU has no CUDA
+    assert "--cuda-graph needs one process on a CUDA device" in capsys.readouterr().err
 
 
 def test_collapsed_labels_give_the_same_elbo(rpg):
