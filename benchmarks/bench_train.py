@@ -3,7 +3,8 @@ with the *same* networks, in the same run.
 
 Both loops compute the same objective — -ELBO per image (labels' log-probability with the hidden
 DAG nodes summed out, + E_q[log p(x | z, labels)] - (log q(z) - log p(z)) at one reparameterised
-sample) + the classifier's cross-entropy — and take one Adam step (after the same gradient-spike
+sample) + the classifier's cross-entropy (+ with ``--consistency-weight`` training's
+label-consistency term, the same code in both loops) — and take one Adam step (after the same gradient-spike
 guard as training). The Pyro loop is exactly
 :mod:`causalscene.train`'s step (``TraceEnum_ELBO().differentiable_loss``); the baseline writes the
 ELBO by hand and sums the hidden nodes out by brute-force enumeration. A check before timing:
@@ -54,6 +55,7 @@ class TorchObjective(torch.nn.Module):
         super().__init__()
         self.vae = vae
         self.aux_weight = config.aux_weight
+        self.consistency_weight = config.consistency_weight
         self.bf16 = config.bf16
         self.channels_last = config.channels_last
         dag = vae.dag
@@ -99,6 +101,9 @@ class TorchObjective(torch.nn.Module):
             loss = neg_elbo
             if self.aux_weight:
                 loss = loss + self.aux_weight * vae.aux_loss(x, labels)
+            if self.consistency_weight:  # not part of the ELBO: the same code in both loops
+                weight = self.consistency_weight * x.shape[-1] * x.shape[-2]
+                loss = loss + weight * vae.consistency_loss(x, labels, frozenset())
         return loss, neg_elbo.detach()
 
 
@@ -190,6 +195,12 @@ def main(argv=None) -> dict:
         action="store_true",
         help="also time every loop captured as one CUDA graph per step (CUDA, one process)",
     )
+    p.add_argument(
+        "--consistency-weight",
+        type=float,
+        default=0.0,
+        help="add training's label-consistency term to both loops (default 0: the ELBO step alone)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the JSON summary here")
     args = p.parse_args(argv)
@@ -213,7 +224,11 @@ def main(argv=None) -> dict:
     images, labels, kind = _data(args, dag, device)
     if images.shape[-1] != args.image_size:
         args.image_size = images.shape[-1]
-    config = TrainConfig(bf16=args.bf16, channels_last=args.channels_last)
+    config = TrainConfig(
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        consistency_weight=args.consistency_weight,
+    )
     vae = CausalVAE(dag, args.image_size, args.latent_dim, base_channels=args.base_channels).to(
         device
     )
@@ -293,6 +308,7 @@ def main(argv=None) -> dict:
         "bf16": args.bf16,
         "channels_last": args.channels_last,
         "base_channels": args.base_channels,
+        "consistency_weight": args.consistency_weight,
         "pyro_step_ms": results["pyro"]["step_ms"],
         "pytorch_step_ms": base,
         "pyro_images_per_s": results["pyro"]["images_per_s"],

@@ -29,7 +29,8 @@ bench)
   ;;
 fidelity)
   # the default GPU training budget: 50k images, 100 epochs at batch 512, lr 1e-3, captured bf16
-  # steps (~100 s each). (lr 2e-3 collapsed faces at epoch 20-30: held-out ELBO 22k -> 2.7k)
+  # steps, the label-consistency term at its default weight. (lr 2e-3 collapsed faces at epoch
+  # 20-30: held-out ELBO 22k -> 2.7k)
   scenes=${SCENES:-faces rpg}
   for scene in $scenes; do
     dag=dags/$([ $scene = rpg ] && echo rpg_fight || echo faces).yaml

@@ -189,7 +189,8 @@ def evaluate(
     """Intervention fidelity and counterfactual minimality, read by an image probe ψ.
 
     - fidelity[node] = mean over states s of P(ψ_node(x) = s) on images generated under
-      do(node = s) (z from the prior, the other rendered nodes from the mutilated DAG);
+      do(node = s) (z from the prior, the other rendered nodes from the mutilated DAG); each
+      state's P in ``fidelity_by_state[node]``;
     - on ``n_counterfactual`` real images (factual labels given) and for every rendered node,
       do(node = s') with s' a different state: ``cf_fidelity`` = P(ψ_node = s'), ``preserved``
       = P(ψ_m = factual m) averaged over the rendered *non-descendants* m of node (minimality);
@@ -200,6 +201,7 @@ def evaluate(
     dag = model.query_dag()
     out: dict[str, Any] = {
         "fidelity": {},
+        "fidelity_by_state": {},
         "cf_fidelity": {},
         "preserved": {},
         "identity_max_abs_diff": 0.0,
@@ -212,6 +214,7 @@ def evaluate(
             )
             hits.append(float(np.mean(probe.predict(imgs)[node] == s)))
         out["fidelity"][node] = float(np.mean(hits))
+        out["fidelity_by_state"][node] = hits
     m = min(n_counterfactual, len(images))
     pick = rng.choice(len(images), size=m, replace=False)
     x = images[pick]

@@ -166,6 +166,33 @@ def test_aux_loss_ignores_missing(rpg):
     assert float(model.aux_loss(x, _tensors(all_missing))) == 0.0
 
 
+@pytest.mark.parametrize("missing", [False, True])
+def test_consistency_loss_closed_form_and_gradients(rpg, missing):
+    """With a classifier that reads nothing (zero head: uniform q), each node's cross-entropy is
+    log(card) whatever was drawn: the loss is Σ log card. Gradients reach the encoder and the
+    decoder, never the (frozen) classifier."""
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    with torch.no_grad():
+        model.classifier.head.weight.zero_()
+        model.classifier.head.bias.zero_()
+    images, labels = synth_data(rpg, 8)
+    if missing:
+        labels = {k: np.where(np.arange(8) % 2 == 0, -1, v) for k, v in labels.items()}
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    loss = model.consistency_loss(x, _tensors(labels))
+    expected = sum(np.log(rpg.cardinality(n)) for n in rpg.rendered_nodes)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    # an informative classifier: the loss now depends on what the decoder drew
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.classifier.head.weight.normal_()
+    loss = model.consistency_loss(x, _tensors(labels))
+    loss.backward()
+    assert all(p.grad is None for p in model.classifier.parameters())
+    assert float(model.decoder.conv1.weight.grad.abs().sum()) > 0
+    assert float(model.encoder.fc_loc.weight.grad.abs().sum()) > 0
+
+
 def test_learned_cpt_sites_and_means(faces):
     model = CausalVAE(faces, 16, 3, base_channels=4, learn_cpts=True)
     model.data_size = 100

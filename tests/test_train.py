@@ -552,3 +552,50 @@ def test_gradient_spike_guard_clips_relative_to_the_running_mean():
     w.grad = torch.tensor([1e6, 0.0, 0.0])
     off()
     assert float(w.grad[0]) == 1e6
+
+
+def test_consistency_term_enters_the_loss_scaled_per_pixel(rpg):
+    """loss(weight w) - loss(weight 0) = w * H * W * Σ_node log card when the classifier reads
+    nothing (its cross-entropy is then log card for any image: the closed form)."""
+    from causalscene.train import _Objective
+
+    images, labels = synth_data(rpg, 8)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    lab = {k: torch.from_numpy(v).long() for k, v in labels.items()}
+    torch.manual_seed(0)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    with torch.no_grad():
+        model.classifier.head.weight.zero_()
+        model.classifier.head.bias.zero_()
+    losses = {}
+    for w in (0.0, 0.5):
+        torch.manual_seed(4)  # the ELBO's draw comes first: the same z in both
+        objective = _Objective(model, _config(consistency_weight=w), frozenset())
+        losses[w] = float(objective(x, lab)[0].detach())
+    closed = 0.5 * 16 * 16 * sum(np.log(rpg.cardinality(n)) for n in rpg.rendered_nodes)
+    assert losses[0.5] - losses[0.0] == pytest.approx(closed, rel=1e-4)
+    with pytest.raises(ValueError, match="consistency_weight must be >= 0"):
+        fit(CausalVAE(rpg, 16, 3, base_channels=4), synth_data(rpg, 48), _config(consistency_weight=-1.0))
+
+
+def test_resume_of_a_checkpoint_older_than_the_consistency_term(rpg, tmp_path):
+    """A checkpoint written before ``consistency_weight`` existed was trained without the term:
+    resuming it with the default (on) is a config change and is refused; with 0 it resumes."""
+    data = synth_data(rpg, 48)
+    run = tmp_path / "run"
+    fit(CausalVAE(rpg, 16, 3, base_channels=4), data, _config(epochs=1, consistency_weight=0.0), out=run)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    saved = json.loads(state["config"])
+    del saved["consistency_weight"]
+    state["config"] = json.dumps(saved)
+    torch.save(state, run / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"different config.*consistency_weight: 0.0"):
+        fit(CausalVAE(rpg, 16, 3, base_channels=4), data, _config(epochs=2), out=run, resume=True)
+    history = fit(
+        CausalVAE(rpg, 16, 3, base_channels=4),
+        data,
+        _config(epochs=2, consistency_weight=0.0),
+        out=run,
+        resume=True,
+    )
+    assert [r["epoch"] for r in history] == [1, 2]

@@ -33,6 +33,13 @@ def register(subparsers) -> None:
     p.add_argument("--learn-cpts", action="store_true", help="learn the CPTs (Dirichlet prior)")
     p.add_argument("--no-dag", action="store_true", help="a plain VAE: the decoder sees only z")
     p.add_argument("--sdr-weight", type=float, default=d.sdr_weight, help="SDR penalty weight")
+    p.add_argument(
+        "--consistency-weight",
+        type=float,
+        default=d.consistency_weight,
+        help="weight per pixel of the decoder's label-consistency term (random do() on the labels, "
+        "read back by the frozen classifier); 0: the plain ELBO",
+    )
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
@@ -77,6 +84,7 @@ def config_from_args(args):
         learn_cpts=args.learn_cpts,
         no_dag=args.no_dag,
         sdr_weight=args.sdr_weight,
+        consistency_weight=args.consistency_weight,
         max_images=args.max_images,
         checkpoint_every=args.checkpoint_every,
         bf16=args.bf16,
