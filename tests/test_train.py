@@ -575,7 +575,11 @@ def test_consistency_term_enters_the_loss_scaled_per_pixel(rpg):
     closed = 0.5 * 16 * 16 * sum(np.log(rpg.cardinality(n)) for n in rpg.rendered_nodes)
     assert losses[0.5] - losses[0.0] == pytest.approx(closed, rel=1e-4)
     with pytest.raises(ValueError, match="consistency_weight must be >= 0"):
-        fit(CausalVAE(rpg, 16, 3, base_channels=4), synth_data(rpg, 48), _config(consistency_weight=-1.0))
+        fit(
+            CausalVAE(rpg, 16, 3, base_channels=4),
+            synth_data(rpg, 48),
+            _config(consistency_weight=-1.0),
+        )
 
 
 def test_resume_of_a_checkpoint_older_than_the_consistency_term(rpg, tmp_path):
@@ -583,7 +587,12 @@ def test_resume_of_a_checkpoint_older_than_the_consistency_term(rpg, tmp_path):
     resuming it with the default (on) is a config change and is refused; with 0 it resumes."""
     data = synth_data(rpg, 48)
     run = tmp_path / "run"
-    fit(CausalVAE(rpg, 16, 3, base_channels=4), data, _config(epochs=1, consistency_weight=0.0), out=run)
+    fit(
+        CausalVAE(rpg, 16, 3, base_channels=4),
+        data,
+        _config(epochs=1, consistency_weight=0.0),
+        out=run,
+    )
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     saved = json.loads(state["config"])
     del saved["consistency_weight"]

@@ -501,6 +501,27 @@ def _train_plain_vae(
     return model.eval(), images, labels, history
 
 
+def _plain_vae_setup(scene: str, out: Path, seed: int, scale: str, images: tuple, latent: tuple):
+    """What the plain-VAE reproductions share: a 32 px ``scene`` dataset (``images`` = (small,
+    full) counts), a plain VAE trained on it (latent size by scale too), the scene's DAG and the
+    CAGE settings. Returns ``(model, images, labels, history, dag, cage_config)``."""
+    import procgen
+    from causalscene.cage import CageConfig
+    from causalscene.dag import CausalDAG
+
+    full = scale == "full"
+    out = Path(out)
+    data_dir = procgen.make_dataset(scene, images[full], 32, seed, out / "data", overwrite=True)
+    model, x, labels, history = _train_plain_vae(
+        Path(data_dir), out / "run", seed, epochs=30 if full else 6, latent_dim=latent[full]
+    )
+    dag = CausalDAG.load(DAGS_DIR / f"{scene}.yaml")
+    config = CageConfig(
+        alpha=1.0, permutations=200, num_latents=10_000 if full else 4_000, seed=seed
+    )
+    return model, x, labels, history, dag, config
+
+
 @reproduction(
     "cage-morpho",
     claim=(
@@ -510,21 +531,8 @@ def _train_plain_vae(
     source="Bose, Monti & Grover, TMLR 2022, section 5 (Morpho-MNIST thickness/intensity)",
 )
 def reproduce_cage_morpho(out: Path, seed: int, scale: str) -> tuple[dict[str, Any], bool]:
-    import procgen
-    from causalscene.cage import CageConfig
-    from causalscene.dag import CausalDAG
-
-    full = scale == "full"
-    out = Path(out)
-    data_dir = procgen.make_dataset(
-        "morpho", 20_000 if full else 3_000, 32, seed, out / "data", overwrite=True
-    )
-    model, images, labels, history = _train_plain_vae(
-        Path(data_dir), out / "run", seed, epochs=30 if full else 6, latent_dim=16 if full else 8
-    )
-    dag = CausalDAG.load(DAGS_DIR / "morpho.yaml")
-    config = CageConfig(
-        alpha=1.0, permutations=200, num_latents=10_000 if full else 4_000, seed=seed
+    model, images, labels, history, dag, config = _plain_vae_setup(
+        "morpho", out, seed, scale, images=(3_000, 20_000), latent=(8, 16)
     )
     summary = analyze_generator(
         model, images, labels, "thickness:intensity", config, out / "cage", dag=dag
@@ -554,21 +562,8 @@ def reproduce_cage_morpho(out: Path, seed: int, scale: str) -> tuple[dict[str, A
     source="Bose, Monti & Grover, TMLR 2022, section 5.2 / Table 3 (CelebA), here with a known truth",
 )
 def reproduce_cage_faces(out: Path, seed: int, scale: str) -> tuple[dict[str, Any], bool]:
-    import procgen
-    from causalscene.cage import CageConfig
-    from causalscene.dag import CausalDAG
-
-    full = scale == "full"
-    out = Path(out)
-    data_dir = procgen.make_dataset(
-        "faces", 20_000 if full else 4_000, 32, seed, out / "data", overwrite=True
-    )
-    model, images, labels, history = _train_plain_vae(
-        Path(data_dir), out / "run", seed, epochs=30 if full else 6, latent_dim=32 if full else 16
-    )
-    dag = CausalDAG.load(DAGS_DIR / "faces.yaml")
-    config = CageConfig(
-        alpha=1.0, permutations=200, num_latents=10_000 if full else 4_000, seed=seed
+    model, images, labels, history, dag, config = _plain_vae_setup(
+        "faces", out, seed, scale, images=(4_000, 20_000), latent=(16, 32)
     )
     summary = analyze_generator(model, images, labels, None, config, out / "cage", dag=dag)
     comparison = summary["comparison"]
