@@ -193,6 +193,31 @@ def test_consistency_loss_closed_form_and_gradients(rpg, missing):
     assert float(model.encoder.fc_loc.weight.grad.abs().sum()) > 0
 
 
+def test_consistency_loss_intervenes_on_one_label_per_image(faces):
+    """The decoder is asked for do(one node): per image, at most one rendered node's one-hot
+    differs from the factual labels, and every node is the changed one somewhere in the batch."""
+    model = CausalVAE(faces, 16, 3, base_channels=4)
+    images, labels = synth_data(faces, 400)
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    seen = []
+    hook = model.decoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.consistency_loss(x, _tensors(labels))
+    hook.remove()
+    (u,) = seen
+    onehots, start = u[:, model.latent_dim :], 0
+    changed = []
+    for node in model.rendered:
+        card = faces.cardinality(node)
+        decoded = onehots[:, start : start + card].argmax(-1).numpy()
+        changed.append(decoded != labels[node])
+        start += card
+    changed = np.stack(changed, axis=1)
+    assert changed.sum(axis=1).max() == 1
+    assert changed.any(axis=0).all()
+
+
 def test_learned_cpt_sites_and_means(faces):
     model = CausalVAE(faces, 16, 3, base_channels=4, learn_cpts=True)
     model.data_size = 100
