@@ -4,8 +4,8 @@ with the *same* networks, in the same run.
 Both loops compute the same objective — -ELBO per image (labels' log-probability with the hidden
 DAG nodes summed out, + E_q[log p(x | z, labels)] - (log q(z) - log p(z)) at one reparameterised
 sample) + the classifier's cross-entropy (+ with ``--consistency-weight`` training's
-label-consistency term, the same code in both loops) — and take one Adam step (after the same gradient-spike
-guard as training). The Pyro loop is exactly
+label-consistency term, the same code in both loops) — and take one Adam step (after the same
+gradient-spike guard as training). The Pyro loop is exactly
 :mod:`causalscene.train`'s step (``TraceEnum_ELBO().differentiable_loss``); the baseline writes the
 ELBO by hand and sums the hidden nodes out by brute-force enumeration. A check before timing:
 both give the same loss value for the same random draws.

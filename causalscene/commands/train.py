@@ -37,8 +37,8 @@ def register(subparsers) -> None:
         "--consistency-weight",
         type=float,
         default=d.consistency_weight,
-        help="weight per pixel of the decoder's label-consistency term (random do() on the labels, "
-        "read back by the frozen classifier); 0: the plain ELBO",
+        help="weight per pixel of the decoder's label-consistency term (do() on one random label "
+        "per image, read back by the frozen classifier); 0: the plain ELBO",
     )
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
