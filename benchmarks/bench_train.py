@@ -42,6 +42,7 @@ from causalscene.train import (
     GraphedStep,
     TrainConfig,
     _Objective,
+    consistency_term,
     to_channels_last,
 )
 
@@ -102,8 +103,7 @@ class TorchObjective(torch.nn.Module):
             if self.aux_weight:
                 loss = loss + self.aux_weight * vae.aux_loss(x, labels)
             if self.consistency_weight:  # not part of the ELBO: the same code in both loops
-                weight = self.consistency_weight * x.shape[-1] * x.shape[-2]
-                loss = loss + weight * vae.consistency_loss(x, labels, frozenset())
+                loss = loss + consistency_term(vae, x, labels, frozenset(), self.consistency_weight)
         return loss, neg_elbo.detach()
 
 

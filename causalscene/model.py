@@ -183,6 +183,10 @@ class PlainVAE(nn.Module):
     def aux_loss(self, x: torch.Tensor, labels: Labels | None = None) -> torch.Tensor:
         return x.new_zeros(())
 
+    def consistency_loss(self, x: torch.Tensor, labels: Labels | None = None, partial=None):
+        """No labels to intervene on: 0 (see :meth:`CausalVAE.consistency_loss`)."""
+        return x.new_zeros(())
+
     # Generator protocol --------------------------------------------------------------------------
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(z)

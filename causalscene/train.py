@@ -74,6 +74,7 @@ __all__ = [
     "load_dataset",
     "resolve_device",
     "elbo_loss",
+    "consistency_term",
     "GraphedStep",
     "GradientSpikeGuard",
 ]
@@ -293,6 +294,14 @@ def elbo_loss(
     return (loss - log_p_labels.sum()) / x.shape[0]
 
 
+def consistency_term(model, x, labels, partial, weight_per_pixel: float) -> torch.Tensor:
+    """The label-consistency term as it enters the per-image loss:
+    ``weight_per_pixel * H * W * model.consistency_loss(x, labels, partial)`` (see
+    :attr:`TrainConfig.consistency_weight`; a PlainVAE's is 0)."""
+    weight = weight_per_pixel * x.shape[-1] * x.shape[-2]
+    return weight * model.consistency_loss(x, labels, partial)
+
+
 class _Objective(nn.Module):
     """The training loss as a module (so DistributedDataParallel can wrap it)."""
 
@@ -300,8 +309,7 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
         self.aux_weight = config.aux_weight
-        # a PlainVAE has no labels to redraw: the term is the CausalVAE's
-        self.consistency_weight = config.consistency_weight if isinstance(model, CausalVAE) else 0
+        self.consistency_weight = config.consistency_weight
         self.sdr_weight = config.sdr_weight
         self.partial = partial
         self.bf16 = config.bf16
@@ -321,8 +329,9 @@ class _Objective(nn.Module):
             if self.aux_weight:
                 loss = loss + self.aux_weight * self.model.aux_loss(x, labels)
             if self.consistency_weight:
-                weight = self.consistency_weight * x.shape[-1] * x.shape[-2]
-                loss = loss + weight * self.model.consistency_loss(x, labels, self.partial)
+                loss = loss + consistency_term(
+                    self.model, x, labels, self.partial, self.consistency_weight
+                )
         if self.sdr_weight:
             from causalscene.sdr import sdr_penalty
 

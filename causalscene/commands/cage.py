@@ -501,9 +501,9 @@ def _train_plain_vae(
     return model.eval(), images, labels, history
 
 
-def _plain_vae_setup(scene: str, out: Path, seed: int, scale: str, images: tuple, latent: tuple):
-    """What the plain-VAE reproductions share: a 32 px ``scene`` dataset (``images`` = (small,
-    full) counts), a plain VAE trained on it (latent size by scale too), the scene's DAG and the
+def _plain_vae_setup(scene: str, out: Path, seed: int, scale: str, n_images: tuple, latent: tuple):
+    """What the plain-VAE reproductions share: a 32 px ``scene`` dataset (``n_images`` = (small,
+    full) counts), a plain VAE trained on it (``latent`` sizes likewise), the scene's DAG and the
     CAGE settings. Returns ``(model, images, labels, history, dag, cage_config)``."""
     import procgen
     from causalscene.cage import CageConfig
@@ -511,15 +511,15 @@ def _plain_vae_setup(scene: str, out: Path, seed: int, scale: str, images: tuple
 
     full = scale == "full"
     out = Path(out)
-    data_dir = procgen.make_dataset(scene, images[full], 32, seed, out / "data", overwrite=True)
-    model, x, labels, history = _train_plain_vae(
+    data_dir = procgen.make_dataset(scene, n_images[full], 32, seed, out / "data", overwrite=True)
+    model, images, labels, history = _train_plain_vae(
         Path(data_dir), out / "run", seed, epochs=30 if full else 6, latent_dim=latent[full]
     )
     dag = CausalDAG.load(DAGS_DIR / f"{scene}.yaml")
     config = CageConfig(
         alpha=1.0, permutations=200, num_latents=10_000 if full else 4_000, seed=seed
     )
-    return model, x, labels, history, dag, config
+    return model, images, labels, history, dag, config
 
 
 @reproduction(
@@ -532,7 +532,7 @@ def _plain_vae_setup(scene: str, out: Path, seed: int, scale: str, images: tuple
 )
 def reproduce_cage_morpho(out: Path, seed: int, scale: str) -> tuple[dict[str, Any], bool]:
     model, images, labels, history, dag, config = _plain_vae_setup(
-        "morpho", out, seed, scale, images=(3_000, 20_000), latent=(8, 16)
+        "morpho", out, seed, scale, n_images=(3_000, 20_000), latent=(8, 16)
     )
     summary = analyze_generator(
         model, images, labels, "thickness:intensity", config, out / "cage", dag=dag
@@ -563,7 +563,7 @@ def reproduce_cage_morpho(out: Path, seed: int, scale: str) -> tuple[dict[str, A
 )
 def reproduce_cage_faces(out: Path, seed: int, scale: str) -> tuple[dict[str, Any], bool]:
     model, images, labels, history, dag, config = _plain_vae_setup(
-        "faces", out, seed, scale, images=(4_000, 20_000), latent=(16, 32)
+        "faces", out, seed, scale, n_images=(4_000, 20_000), latent=(16, 32)
     )
     summary = analyze_generator(model, images, labels, None, config, out / "cage", dag=dag)
     comparison = summary["comparison"]
