@@ -10,7 +10,8 @@
   noise; we take the counterfactual joint's MAP by default, or a sample) decoded with the *same* z.
 - :func:`infer` — the posterior of the hidden nodes given what an image shows.
 - :func:`evaluate` — intervention fidelity and counterfactual minimality measured by an
-  :class:`~causalscene.probes.ImageProbe` trained on the data's ground truth.
+  :class:`~causalscene.probes.ImageProbe` trained on ground truth (a factorial procgen design
+  where the data is procedural: ``causalscene evaluate``).
 """
 
 from __future__ import annotations

@@ -77,18 +77,31 @@ def load_dag(name: str):
 
 
 def sample_batch(
-    name: str, n: int, size: int | None = None, seed: int | np.random.Generator = 0, **options: Any
+    name: str,
+    n: int,
+    size: int | None = None,
+    seed: int | np.random.Generator = 0,
+    factorial: bool = False,
+    **options: Any,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Sample ``n`` labelled items in memory: ``(data, labels, extras)``.
 
     ``labels`` holds every DAG node, hidden ones included (ground truth for tests); the data is
     rendered from the rendered nodes alone, :data:`BATCH` items at a time.
+
+    ``factorial=True`` draws each rendered node uniformly and independently instead of from the
+    DAG (a factorial design; ``labels`` then holds the rendered nodes only). A measurer trained on
+    it cannot lean on the DAG's correlations (read "female, so no goatee"), which an image made
+    under do(goatee = yes) breaks: see ``causalscene evaluate``'s probe.
     """
     module = generator(name)
     dag = load_dag(name)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     size = module.DEFAULT_SIZE if size is None else int(size)
-    codes = dag.sample(n, seed=rng)
+    if factorial:
+        codes = {v: rng.integers(dag.cardinality(v), size=n) for v in dag.rendered_nodes}
+    else:
+        codes = dag.sample(n, seed=rng)
     parts, extras = [], []
     for start in range(0, n, BATCH):
         rendered = {node: codes[node][start : start + BATCH] for node in dag.rendered_nodes}

@@ -236,7 +236,8 @@ def test_evaluate_verb_on_procgen_data(tmp_path, dag_path, capsys):
     result = json.loads((run / "eval.json").read_text())
     assert set(result["fidelity"]) == set(CausalDAG.load(dag_path("faces")).rendered_nodes)
     assert result["identity_max_abs_diff"] == 0.0
-    assert (run / "probe.pt").is_file() and "train_seconds" in result
+    assert (run / "probe_factorial.pt").is_file() and "train_seconds" in result
+    assert result["probe_training"] == "factorial procgen faces"
     assert (
         main(
             [

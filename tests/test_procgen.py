@@ -489,3 +489,25 @@ def test_benchmark_script_runs_with_tiny_flags(tmp_path):
     assert set(result["probe"]) == {"rpg", "faces"}
     hidden = result["probe"]["rpg"]["hidden"]["reactor_defense"]
     assert 0.5 < hidden["bayes_accuracy_given_rendered_labels"] < 1.0
+
+
+def test_factorial_sampling_draws_rendered_nodes_uniformly_and_independently():
+    """``factorial=True`` breaks the DAG's correlations (goatee depends on gender in the faces DAG:
+    P(goatee = yes | female) = 0.01): every rendered node uniform, pairs independent (chi-square),
+    while the DAG's own samples reject independence for the same pair."""
+    n = 3000
+    _, codes, _ = procgen.sample_batch("faces", n, 24, seed=3, factorial=True)
+    _, observed, _ = procgen.sample_batch("faces", n, 24, seed=3)
+    dag = procgen.load_dag("faces")
+    assert set(codes) == set(dag.rendered_nodes)
+    for node, values in codes.items():
+        counts = np.bincount(values, minlength=dag.cardinality(node))
+        assert stats.chisquare(counts).pvalue > 1e-3, (node, counts)
+
+    def independence(c):
+        table = np.zeros((2, 2))
+        np.add.at(table, (c["gender"], c["goatee"]), 1)
+        return stats.chi2_contingency(table).pvalue
+
+    assert independence(codes) > 1e-3
+    assert independence(observed) < 1e-10
