@@ -57,6 +57,7 @@ class TorchObjective(torch.nn.Module):
         self.vae = vae
         self.aux_weight = config.aux_weight
         self.consistency_weight = config.consistency_weight
+        self.consistency_fraction = config.consistency_fraction
         self.bf16 = config.bf16
         self.channels_last = config.channels_last
         dag = vae.dag
@@ -103,7 +104,14 @@ class TorchObjective(torch.nn.Module):
             if self.aux_weight:
                 loss = loss + self.aux_weight * vae.aux_loss(x, labels)
             if self.consistency_weight:  # not part of the ELBO: the same code in both loops
-                loss = loss + consistency_term(vae, x, labels, frozenset(), self.consistency_weight)
+                loss = loss + consistency_term(
+                    vae,
+                    x,
+                    labels,
+                    frozenset(),
+                    self.consistency_weight,
+                    self.consistency_fraction,
+                )
         return loss, neg_elbo.detach()
 
 
@@ -201,6 +209,12 @@ def main(argv=None) -> dict:
         default=0.0,
         help="add training's label-consistency term to both loops (default 0: the ELBO step alone)",
     )
+    p.add_argument(
+        "--consistency-fraction",
+        type=float,
+        default=1.0,
+        help="share of each batch the consistency term sees (as training's flag)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the JSON summary here")
     args = p.parse_args(argv)
@@ -228,6 +242,7 @@ def main(argv=None) -> dict:
         bf16=args.bf16,
         channels_last=args.channels_last,
         consistency_weight=args.consistency_weight,
+        consistency_fraction=args.consistency_fraction,
     )
     vae = CausalVAE(dag, args.image_size, args.latent_dim, base_channels=args.base_channels).to(
         device
@@ -309,6 +324,7 @@ def main(argv=None) -> dict:
         "channels_last": args.channels_last,
         "base_channels": args.base_channels,
         "consistency_weight": args.consistency_weight,
+        "consistency_fraction": args.consistency_fraction,
         "pyro_step_ms": results["pyro"]["step_ms"],
         "pytorch_step_ms": base,
         "pyro_images_per_s": results["pyro"]["images_per_s"],

@@ -15,6 +15,8 @@ CASES = {
         "--cuda-graph",  # parsed; captured loops are timed only on a CUDA device
         "--consistency-weight",  # training's extra term, in both loops
         "0.25",
+        "--consistency-fraction",  # on half of each batch
+        "0.5",
         "--device",
         "cpu",
         "--batch-size",

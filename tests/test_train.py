@@ -583,8 +583,9 @@ def test_consistency_term_enters_the_loss_scaled_per_pixel(rpg):
 
 
 def test_resume_of_a_checkpoint_older_than_the_consistency_term(rpg, tmp_path):
-    """A checkpoint written before ``consistency_weight`` existed was trained without the term:
-    resuming it with the default (on) is a config change and is refused; with 0 it resumes."""
+    """A checkpoint written before ``consistency_weight`` (and ``consistency_fraction``) existed
+    was trained without the term: resuming it with the default (on) is a config change and is
+    refused; with 0 it resumes, whatever the fraction (no term, no share of the batch)."""
     data = synth_data(rpg, 48)
     run = tmp_path / "run"
     fit(
@@ -595,7 +596,7 @@ def test_resume_of_a_checkpoint_older_than_the_consistency_term(rpg, tmp_path):
     )
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     saved = json.loads(state["config"])
-    del saved["consistency_weight"]
+    del saved["consistency_weight"], saved["consistency_fraction"]
     state["config"] = json.dumps(saved)
     torch.save(state, run / "checkpoint.pt")
     with pytest.raises(ValueError, match=r"different config.*consistency_weight: 0.0"):
@@ -608,3 +609,32 @@ def test_resume_of_a_checkpoint_older_than_the_consistency_term(rpg, tmp_path):
         resume=True,
     )
     assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_consistency_fraction_uses_the_first_rows_of_the_batch(rpg):
+    """With fraction f the term is the full term of the batch's first round(f * B) images (same
+    draws), and the other images get no gradient from it; f outside (0, 1] is refused."""
+    from causalscene.train import consistency_rows, consistency_term
+
+    images, labels = synth_data(rpg, 8)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
+    lab = {k: torch.from_numpy(v).long() for k, v in labels.items()}
+    torch.manual_seed(0)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    assert [consistency_rows(8, f) for f in (1.0, 0.5, 0.3, 0.01)] == [8, 4, 2, 1]
+    torch.manual_seed(3)
+    head = consistency_term(model, x[:2], {k: v[:2] for k, v in lab.items()}, frozenset(), 0.5)
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(3)
+    term = consistency_term(model, x, lab, frozenset(), 0.5, fraction=0.3)
+    assert float(term) == pytest.approx(float(head), rel=1e-6)
+    term.backward()
+    per_image = x.grad.abs().flatten(1).sum(1)
+    assert (per_image[:2] > 0).all() and (per_image[2:] == 0).all()
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="consistency_fraction must be in"):
+            fit(
+                CausalVAE(rpg, 16, 3, base_channels=4),
+                synth_data(rpg, 48),
+                _config(consistency_fraction=bad),
+            )

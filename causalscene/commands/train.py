@@ -40,6 +40,13 @@ def register(subparsers) -> None:
         help="weight per pixel of the decoder's label-consistency term (do() on one random label "
         "per image, read back by the frozen classifier); 0: the plain ELBO",
     )
+    p.add_argument(
+        "--consistency-fraction",
+        type=float,
+        default=d.consistency_fraction,
+        help="share of each batch the consistency term is computed on (an unbiased estimate of "
+        "the term at that share of its cost)",
+    )
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
@@ -85,6 +92,7 @@ def config_from_args(args):
         no_dag=args.no_dag,
         sdr_weight=args.sdr_weight,
         consistency_weight=args.consistency_weight,
+        consistency_fraction=args.consistency_fraction,
         max_images=args.max_images,
         checkpoint_every=args.checkpoint_every,
         bf16=args.bf16,
