@@ -27,11 +27,56 @@ from causalscene.utils import atomic_torch_save
 __all__ = [
     "ImageProbe",
     "LatentProbe",
+    "factorial_source",
+    "factorial_training_set",
     "fit_logistic_batched",
     "to_float_nchw",
 ]
 
 log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- training data
+def factorial_source(data: str | Path, states: Mapping[str, Sequence[str]]) -> dict | None:
+    """The procgen generator (and its options) that made the dataset folder ``data``, when it
+    renders every node of ``states`` ({node: state names}) with exactly those states; else None
+    (CelebA, arrays, another DAG, a hidden or re-coded node).
+
+    An image probe meant to *measure* an attribute should learn from a factorial design of that
+    generator (:func:`factorial_training_set`), not from the data: trained on the data, ψ learns
+    the DAG's correlations as shortcuts. Measured (CPU, 6,000 training images): on *true* faces
+    rendered under do(goatee = yes), women included, a probe trained on the data read "yes" 0.73 of
+    the time and mustache 0.53; trained on the factorial design, 0.99 and 0.90."""
+    import procgen
+    from causalscene.datasets import read_meta
+
+    try:
+        meta = read_meta(data)
+    except (ValueError, OSError):
+        return None
+    name = meta.get("generator")
+    if name not in procgen.GENERATORS:
+        return None
+    truth = procgen.load_dag(name)
+    if any(
+        node not in truth.rendered_nodes or list(truth.states(node)) != list(states[node])
+        for node in states
+    ):
+        return None
+    return {"generator": name, "options": dict(meta.get("options") or {})}
+
+
+def factorial_training_set(
+    source: Mapping[str, Any], n: int, size: int, seed: int | np.random.Generator = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``n`` fresh items of ``source``'s generator (:func:`factorial_source`) at ``size`` px with
+    every rendered node drawn uniformly and independently: ``(uint8 images, {node: codes})``."""
+    import procgen
+
+    images, labels, _ = procgen.sample_batch(
+        source["generator"], n, size, seed, factorial=True, **source["options"]
+    )
+    return images, labels
 
 
 # --------------------------------------------------------------------------- images

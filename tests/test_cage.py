@@ -377,6 +377,8 @@ def test_cage_verb_image_outcome(tiny_run, tmp_path):
     assert code == 0
     result = json.loads((tmp_path / "img" / "cage.json").read_text())
     assert result["config"]["outcome"] == "image"
+    # the faces folder's generator renders both attributes: ψ learns from its factorial design
+    assert result["image_probe_training"] == "factorial procgen faces"
 
 
 @pytest.mark.parametrize(

@@ -143,3 +143,35 @@ def test_svm_probe_option_matches_direction():
     assert svm.accuracy_["a"] == pytest.approx(logistic.accuracy_["a"], abs=0.03)
     p = svm.predict_proba(torch.tensor(z[:5]), "a")
     assert ((p > 0) & (p < 1)).all()
+
+
+def test_factorial_source_matches_a_procgen_folder_by_generator_and_states(tmp_path):
+    """A procgen folder is matched when it renders each asked node with exactly its states;
+    a re-coded, hidden or unknown node, or a folder without procgen metadata, gives None. The
+    factorial training set of a match renders those nodes with every state combination."""
+    import json
+
+    import procgen
+    from causalscene.probes import factorial_source, factorial_training_set
+
+    faces = procgen.load_dag("faces")
+    data = procgen.make_dataset("faces", 8, 24, 0, tmp_path / "faces")
+    states = {n: list(faces.states(n)) for n in ("gender", "goatee")}
+    source = factorial_source(data, states)
+    assert source is not None and source["generator"] == "faces"
+    assert factorial_source(data, {"gender": list(reversed(states["gender"]))}) is None
+    assert factorial_source(data, {"strength": ["low", "high"]}) is None  # not a faces node
+    rpg = procgen.make_dataset("rpg", 8, 32, 0, tmp_path / "rpg")
+    hidden = procgen.load_dag("rpg").hidden_nodes[0]
+    hidden_states = list(procgen.load_dag("rpg").states(hidden))
+    assert factorial_source(rpg, {hidden: hidden_states}) is None
+    meta = json.loads((data / "meta.json").read_text())
+    meta["generator"] = "celeba"
+    (data / "meta.json").write_text(json.dumps(meta))
+    assert factorial_source(data, states) is None
+    assert factorial_source(tmp_path / "missing", states) is None
+    images, labels = factorial_training_set(source, 400, 24, seed=1)
+    assert images.shape == (400, 24, 24, 3) and images.dtype == np.uint8
+    assert set(labels) == set(faces.rendered_nodes)
+    pairs = set(zip(labels["gender"].tolist(), labels["goatee"].tolist()))
+    assert pairs == {(0, 0), (0, 1), (1, 0), (1, 1)}  # the DAG almost never draws some of these

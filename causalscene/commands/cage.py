@@ -118,6 +118,7 @@ def _main(args) -> int:
         dag=dag,
         alphas=alphas,
         probe_epochs=args.probe_epochs,
+        data=data,
     )
     if args.json:
         print(json.dumps(summary["json"]))
@@ -213,8 +214,16 @@ def analyze_generator(
     probe_epochs: int = 5,
     image_probe: Any | None = None,
     grid_sources: int = 4,
+    data: str | Path | None = None,
 ) -> dict[str, Any]:
-    """CAGE on an image generator: encode, probe, GATE/τ/null/MMD, α sweep, figures, tables."""
+    """CAGE on an image generator: encode, probe, GATE/τ/null/MMD, α sweep, figures, tables.
+
+    With ``outcome="image"`` the image probe ψ that reads the effect off decoded images learns
+    from a factorial design of the procgen generator that made ``data`` (the dataset folder),
+    when it renders every involved attribute; else from ``images``. A ψ trained on the data would
+    read an effect partly off its cause (the DAG's correlation), so a move along the cause's
+    direction would seem to change the effect: the very GATE CAGE measures
+    (:func:`causalscene.probes.factorial_source`)."""
     from causalscene import plots
     from causalscene.cage import (
         all_pairs,
@@ -224,7 +233,7 @@ def analyze_generator(
         parse_pairs,
         run_cage,
     )
-    from causalscene.probes import ImageProbe
+    from causalscene.probes import ImageProbe, factorial_source, factorial_training_set
     from causalscene.utils import atomic_write_json, atomic_write_text
 
     out = Path(out)
@@ -241,10 +250,22 @@ def analyze_generator(
     generator.eval()
     z_train = encode_images(generator, images)
     sub_labels = {a: np.asarray(labels[a]) for a in involved}
+    probe_training = None
     if config.outcome == "image" and image_probe is None:
+        source = None
+        if data is not None and dag is not None and all(a in dag for a in involved):
+            source = factorial_source(data, {a: dag.states(a) for a in involved})
+        probe_images, probe_labels = images, sub_labels
+        probe_training = "the data (observational)"
+        if source is not None:
+            probe_images, probe_labels = factorial_training_set(
+                source, len(images), images.shape[1], config.seed
+            )
+            probe_labels = {a: probe_labels[a] for a in involved}
+            probe_training = f"factorial procgen {source['generator']}"
         image_probe = ImageProbe({a: 2 for a in involved}, images.shape[1], images.shape[-1])
         image_probe.fit(
-            images, sub_labels, epochs=probe_epochs, seed=config.seed, device=config.device
+            probe_images, probe_labels, epochs=probe_epochs, seed=config.seed, device=config.device
         )
     result = run_cage(
         z_train, sub_labels, pair_list, config, generator=generator, image_probe=image_probe
@@ -280,6 +301,8 @@ def analyze_generator(
             dag, comparison, out / "dag_comparison.png"
         )
         payload["comparison"] = comparison.to_dict()
+    if probe_training is not None:
+        payload["image_probe_training"] = probe_training
     payload["files"] = {k: str(v) for k, v in files.items()}
     atomic_write_json(out / "cage.json", payload)
     return {"result": result, "comparison": comparison, "json": payload}

@@ -199,6 +199,7 @@ def _evaluate(args) -> int:
     import time
 
     from causalscene.generate import evaluate
+    from causalscene.probes import factorial_source
     from causalscene.train import load_dataset
     from causalscene.utils import atomic_write_json, set_seed
 
@@ -208,10 +209,11 @@ def _evaluate(args) -> int:
     if data is None:
         raise ValueError("evaluate needs --data DIR (the run has no dataset recorded)")
     images, labels = load_dataset(data, model.dag)
-    source = _procgen_source(data, model)
+    source = factorial_source(data, {node: model.dag.states(node) for node in model.rendered})
     probe = _probe(args, model, images, labels, source)
     n_probe = min(len(images), args.probe_images)
-    if len(images) - n_probe >= args.n_counterfactual:  # real images the probe never saw
+    if source is None and len(images) - n_probe >= args.n_counterfactual:
+        # ψ learnt from the data's first images: counterfactuals start from images it never saw
         images, labels = images[n_probe:], {k: v[n_probe:] for k, v in labels.items()}
     tic = time.perf_counter()
     result = evaluate(
@@ -237,37 +239,13 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _procgen_source(data, model) -> dict | None:
-    """The procgen generator (and its options) that made the dataset folder ``data`` with the
-    model's DAG, or None (CelebA, arrays, another DAG)."""
-    import procgen
-    from causalscene.datasets import read_meta
-
-    try:
-        meta = read_meta(data)
-    except (ValueError, OSError):
-        return None
-    name = meta.get("generator")
-    if name not in procgen.GENERATORS:
-        return None
-    truth = procgen.load_dag(name)
-    if any(
-        node not in truth.rendered_nodes or truth.states(node) != model.dag.states(node)
-        for node in model.rendered
-    ):
-        return None
-    return {"generator": name, "options": dict(meta.get("options") or {})}
-
-
 def _probe(args, model, images, labels, source=None):
     """The image probe ψ, trained on ground truth (cached as RUN/probe_factorial.pt or probe.pt).
 
-    On procedural data (``source``: the dataset's generator and options) ψ is trained on fresh
-    items of that generator with every rendered node drawn uniformly and independently. Trained on
-    the data itself, ψ learned the DAG's correlations as shortcuts: on *true* faces rendered under
-    do(goatee = yes) (women included, as do() asks) it read "yes" only 0.73 of the time, and
-    mustache 0.53 (6,000 training images, CPU); factorial training gave 0.99 and 0.90. Other data
-    (CelebA) has no renderer, so ψ learns from the data and ``eval.json`` says so.
+    On procedural data (``source``: :func:`causalscene.probes.factorial_source`) ψ is trained on
+    fresh items of that generator with every rendered node drawn uniformly and independently (why:
+    that function's docstring). Other data (CelebA) has no renderer, so ψ learns from the data and
+    ``eval.json`` says so.
 
     ψ sees every training image twice: as is and Gaussian-blurred (σ drawn from 0.5-2 px), so
     that it reads attributes off a VAE's smoother images too. (Measured: a probe trained on sharp
@@ -275,7 +253,7 @@ def _probe(args, model, images, labels, source=None):
     visibly wore glasses.)"""
     import numpy as np
 
-    from causalscene.probes import ImageProbe
+    from causalscene.probes import ImageProbe, factorial_training_set
 
     path = args.run / ("probe_factorial.pt" if source is not None else "probe.pt")
     if path.is_file():  # cached per design: an older observational probe.pt is not reused
@@ -283,11 +261,7 @@ def _probe(args, model, images, labels, source=None):
     n = min(len(images), args.probe_images)
     rng = np.random.default_rng(args.seed)
     if source is not None:  # procedural data: ψ learns from a factorial design (docstring)
-        import procgen
-
-        images, labels, _ = procgen.sample_batch(
-            source["generator"], n, model.image_size, rng, factorial=True, **source["options"]
-        )
+        images, labels = factorial_training_set(source, n, model.image_size, rng)
     blurred = blur_images(images[:n], rng.uniform(0.5, 2.0, size=n))
     train = np.concatenate([images[:n], blurred])
     codes = {k: np.concatenate([v[:n], v[:n]]) for k, v in labels.items()}
