@@ -454,17 +454,24 @@ def _reproduce_faces(out: Path, seed: int, scale: str) -> tuple[dict, bool]:
     from causalscene import plots
     from causalscene.datasets import load_arrays
     from causalscene.modularity import cluster_modules, hookable_layers
-    from causalscene.probes import ImageProbe
+    from causalscene.probes import ImageProbe, factorial_source, factorial_training_set
 
     model, _, data = _train_faces(out, seed, scale)
     images, labels = load_arrays(data)
     meta = json.loads((data / "meta.json").read_text())
     cards = {name: len(meta["labels"][name]) for name in labels}
-    train = slice(0, len(images) - 500)
     held = slice(len(images) - 500, None)
+    # ψ reads which attributes a hybrid took from each parent: it must not read one attribute off
+    # another (goatee off gender), so it learns from a factorial design of the same generator
+    source = factorial_source(data, meta["labels"])
+    if source is None:
+        raise ValueError(f"{data}: not a procgen faces folder")
+    probe_images, probe_labels = factorial_training_set(
+        source, len(images) - 500, images.shape[1], seed
+    )
     probe = ImageProbe(cards, images.shape[1]).fit(
-        images[train],
-        {k: v[train] for k, v in labels.items()},
+        probe_images,
+        {k: probe_labels[k] for k in labels},
         epochs=8,
         seed=seed,
         device=next(model.parameters()).device,
@@ -498,8 +505,9 @@ def _reproduce_faces(out: Path, seed: int, scale: str) -> tuple[dict, bool]:
         "probe_heldout_accuracy_on_real_faces": probe_accuracy,
         "by_k": per_k,
         "note": "transfer_rate[module][attr] = P(probe(hybrid) = probe(Original 2) | probe(Original 1)"
-        " != probe(Original 2)); the probe is trained on real procedural faces and read on decoded"
-        " ones (NaN: fewer than 10 pairs disagree)",
+        " != probe(Original 2)); the probe is trained on procedural faces of a factorial design"
+        " (attributes uniform and independent) and read on decoded ones (NaN: fewer than 10 pairs"
+        " disagree)",
     }
     holds = (
         len(chosen["attributes_with_module_specific_transfer"]) >= 2
