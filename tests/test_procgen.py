@@ -432,7 +432,9 @@ def test_cli_procgen_writes_a_dataset_and_preview(tmp_path, capsys):
 def test_rendered_attributes_are_recoverable_by_a_small_cnn(name):
     """Reduced-size version of the benchmark (64 px, 5,000 images, goal >= 97 %): at 32 px and
     2,500 training images, the CNN probe must close at least half of the gap between the
-    majority-class rate and perfect accuracy on held-out images, for every rendered node."""
+    majority-class rate and perfect accuracy on held-out images, for every rendered node. (At 5
+    epochs faces' bald closed 0.41 of it on one CPU and more on another, float rounding deciding;
+    at 10 epochs the smallest share is 0.62, goatee.)"""
     from causalscene.probes import ImageProbe
 
     dag = procgen.load_dag(name)
@@ -442,7 +444,7 @@ def test_rendered_attributes_are_recoverable_by_a_small_cnn(name):
     train = {v: codes[v][:n_train] for v in attrs}
     test = {v: codes[v][n_train:] for v in attrs}
     probe = ImageProbe(attrs, 32).fit(
-        images[:n_train], train, epochs=5, seed=0, batch_size=32, lr=2e-3
+        images[:n_train], train, epochs=10, seed=0, batch_size=32, lr=2e-3
     )
     accuracy = probe.accuracy(images[n_train:], test)
     for node in attrs:
