@@ -30,6 +30,7 @@ __all__ = [
     "factorial_source",
     "factorial_training_set",
     "fit_logistic_batched",
+    "training_design",
     "to_float_nchw",
 ]
 
@@ -77,6 +78,12 @@ def factorial_training_set(
         source["generator"], n, size, seed, factorial=True, **source["options"]
     )
     return images, labels
+
+
+def training_design(source: Mapping[str, Any] | None) -> str:
+    """What a measuring probe learned from, as the JSON outputs record it: the factorial design of
+    ``source`` (:func:`factorial_source`), or the data itself when there is none."""
+    return f"factorial procgen {source['generator']}" if source else "the data (observational)"
 
 
 # --------------------------------------------------------------------------- images

@@ -233,7 +233,12 @@ def analyze_generator(
         parse_pairs,
         run_cage,
     )
-    from causalscene.probes import ImageProbe, factorial_source, factorial_training_set
+    from causalscene.probes import (
+        ImageProbe,
+        factorial_source,
+        factorial_training_set,
+        training_design,
+    )
     from causalscene.utils import atomic_write_json, atomic_write_text
 
     out = Path(out)
@@ -256,13 +261,12 @@ def analyze_generator(
         if data is not None and dag is not None and all(a in dag for a in involved):
             source = factorial_source(data, {a: dag.states(a) for a in involved})
         probe_images, probe_labels = images, sub_labels
-        probe_training = "the data (observational)"
+        probe_training = training_design(source)
         if source is not None:
             probe_images, probe_labels = factorial_training_set(
                 source, len(images), images.shape[1], config.seed
             )
             probe_labels = {a: probe_labels[a] for a in involved}
-            probe_training = f"factorial procgen {source['generator']}"
         image_probe = ImageProbe({a: 2 for a in involved}, images.shape[1], images.shape[-1])
         image_probe.fit(
             probe_images, probe_labels, epochs=probe_epochs, seed=config.seed, device=config.device

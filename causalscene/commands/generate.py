@@ -199,7 +199,7 @@ def _evaluate(args) -> int:
     import time
 
     from causalscene.generate import evaluate
-    from causalscene.probes import factorial_source
+    from causalscene.probes import factorial_source, training_design
     from causalscene.train import load_dataset
     from causalscene.utils import atomic_write_json, set_seed
 
@@ -220,9 +220,7 @@ def _evaluate(args) -> int:
         model, probe, images, labels, args.n_per_state, args.n_counterfactual, seed=args.seed
     )
     result["seconds"] = time.perf_counter() - tic
-    result["probe_training"] = (
-        f"factorial procgen {source['generator']}" if source else "the data (observational)"
-    )
+    result["probe_training"] = training_design(source)
     result["run"] = str(args.run)
     result["train_device"] = config.device
     metrics = args.run / "metrics.jsonl"
