@@ -256,6 +256,8 @@ def test_train_verb(tmp_path, dag_path, capsys):
         "--no-progress",
         "--seed",
         "1",
+        "--consistency-fraction",
+        "0.5",
     ]
     assert (
         main(
@@ -274,6 +276,7 @@ def test_train_verb(tmp_path, dag_path, capsys):
     )
     assert "held-out ELBO" in capsys.readouterr().out
     assert (run / "checkpoint.pt").is_file()
+    assert json.loads((run / "config.json").read_text())["config"]["consistency_fraction"] == 0.5
     # resuming a finished run with more epochs continues it
     flags[1] = "2"
     assert (
