@@ -25,20 +25,12 @@ import torch
 
 from causalscene import queries
 from causalscene.dag import Assignment, DAGError
-from causalscene.model import CausalVAE, to_float_images
+from causalscene.model import CausalVAE
+from causalscene.tensors import seeded_generator, to_float_images
 
 __all__ = ["sample_images", "counterfactual_images", "infer", "evaluate"]
 
 log = logging.getLogger(__name__)
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(int(seed))
-    return g
 
 
 @torch.no_grad()
@@ -79,7 +71,7 @@ def sample_images(
     for v in model.rendered:
         if v in fixed:
             codes[v] = np.full(n, fixed[v], np.int64)
-    z = torch.randn(n, model.latent_dim, generator=_generator(seed))
+    z = torch.randn(n, model.latent_dim, generator=seeded_generator(seed))
     images = model.decode(z, {k: torch.as_tensor(codes[k]) for k in model.rendered})
     return images.float().cpu(), {k: codes[k] for k in model.rendered}
 

@@ -75,6 +75,7 @@ from torch.nn import functional as F
 
 from causalscene.dag import CausalDAG
 from causalscene.nets import Classifier, Decoder, Encoder
+from causalscene.tensors import seeded_generator, to_float_images
 
 __all__ = [
     "CausalVAE",
@@ -87,17 +88,6 @@ __all__ = [
 
 LIKELIHOODS = ("laplace", "gaussian", "cbernoulli")
 Labels = Mapping[str, torch.Tensor]
-
-
-def to_float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 ``[B, H, W, C]`` / ``[B, C, H, W]`` or float ``[B, C, H, W]`` → float ``[B, C, H, W]`` in [0, 1]."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if images.dtype == torch.uint8:
-        if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
-            images = images.permute(0, 3, 1, 2)
-        return images.float().div_(255.0)
-    return images.float() if not torch.is_floating_point(images) else images
 
 
 class ImageLikelihood(nn.Module):
@@ -204,11 +194,7 @@ class PlainVAE(nn.Module):
 
     def sample_latents(self, n: int, seed: int | None = None) -> torch.Tensor:
         device = next(self.parameters()).device
-        generator = torch.Generator(device="cpu")
-        if seed is not None:
-            generator.manual_seed(int(seed))
-        else:
-            generator.seed()
+        generator = seeded_generator(seed)
         return torch.randn(n, self.latent_dim, generator=generator).to(device)
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
@@ -720,11 +706,7 @@ class CausalGenerator(nn.Module):
         return torch.cat([loc, probs], dim=-1)
 
     def sample_latents(self, n: int, seed: int | None = None) -> torch.Tensor:
-        generator = torch.Generator(device="cpu")
-        if seed is not None:
-            generator.manual_seed(int(seed))
-        else:
-            generator.seed()
+        generator = seeded_generator(seed)
         z = torch.randn(n, self.vae.latent_dim, generator=generator)
         rng = np.random.default_rng(None if seed is None else int(seed))
         codes = self.vae.query_dag().sample(n, seed=rng)

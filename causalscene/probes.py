@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from causalscene.tensors import to_float_images
 from causalscene.utils import atomic_torch_save
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "factorial_training_set",
     "fit_logistic_batched",
     "training_design",
-    "to_float_nchw",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,38 +84,6 @@ def training_design(source: Mapping[str, Any] | None) -> str:
     """What a measuring probe learned from, as the JSON outputs record it: the factorial design of
     ``source`` (:func:`factorial_source`), or the data itself when there is none."""
     return f"factorial procgen {source['generator']}" if source else "the data (observational)"
-
-
-# --------------------------------------------------------------------------- images
-def to_float_nchw(images: Any, device: str | torch.device | None = None) -> torch.Tensor:
-    """Images as a float tensor ``[N, C, H, W]`` in [0, 1].
-
-    Accepts uint8 ``[N, H, W, C]`` (numpy or torch; the dataset format) or float ``[N, C, H, W]``
-    in [0, 1] (a generator's output). Anything else raises ``ValueError``.
-    """
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if not isinstance(images, torch.Tensor):
-        raise ValueError(
-            f"images must be a numpy array or torch tensor, got {type(images).__name__}"
-        )
-    if images.ndim != 4:
-        raise ValueError(f"images must have 4 dimensions, got shape {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        if images.shape[-1] not in (1, 3):
-            raise ValueError(
-                f"uint8 images must be [N, H, W, C] with C in (1, 3), got {tuple(images.shape)}"
-            )
-        out = images.permute(0, 3, 1, 2).float().div_(255.0)
-    elif images.is_floating_point():
-        if images.shape[1] not in (1, 3):
-            raise ValueError(
-                f"float images must be [N, C, H, W] with C in (1, 3), got {tuple(images.shape)}"
-            )
-        out = images.float()
-    else:
-        raise ValueError(f"images must be uint8 NHWC or float NCHW, got dtype {images.dtype}")
-    return out.to(device) if device is not None else out
 
 
 def _attribute_cards(dag_or_attrs: Any) -> dict[str, int]:
@@ -224,7 +192,7 @@ class ImageProbe(nn.Module):
 
         Returns ``self``; the mean loss of each epoch is appended to ``self.history``.
         """
-        x_all = to_float_nchw(images)
+        x_all = to_float_images(images)
         n = x_all.shape[0]
         if n == 0:
             raise ValueError("no images to fit")
@@ -269,7 +237,7 @@ class ImageProbe(nn.Module):
     @torch.no_grad()
     def predict_proba_tensor(self, images: Any, batch_size: int = 512) -> dict[str, torch.Tensor]:
         """``{node: probabilities [N, card]}`` as tensors on the probe's device."""
-        x_all = to_float_nchw(images)
+        x_all = to_float_images(images)
         dev = self._device()
         was_training = self.training
         self.eval()
@@ -295,7 +263,7 @@ class ImageProbe(nn.Module):
 
     def accuracy(self, images: Any, labels: Mapping[str, Any]) -> dict[str, float]:
         """Fraction of correct predictions per attribute in ``labels`` (missing codes skipped)."""
-        x = to_float_nchw(images)
+        x = to_float_images(images)
         y = self._check_labels(labels, x.shape[0])
         predicted = self.predict(x)
         out = {}

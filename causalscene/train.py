@@ -58,6 +58,7 @@ from torch import nn
 
 from causalscene.dag import CausalDAG
 from causalscene.model import CausalVAE, PlainVAE
+from causalscene.tensors import resolve_device
 from causalscene.utils import (
     atomic_torch_save,
     atomic_write_json,
@@ -168,16 +169,6 @@ class TrainingDiverged(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------ helpers
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda[:K], got '{device}'")
-    return torch.device(device)
-
-
 def load_dataset(
     data: Any, dag: CausalDAG | None = None, max_images: int | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -5,7 +5,8 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from causalscene.probes import ImageProbe, LatentProbe, fit_logistic_batched, to_float_nchw
+from causalscene.probes import ImageProbe, LatentProbe, fit_logistic_batched
+from causalscene.tensors import to_float_images
 
 
 def _sklearn_fit(x, y, l2, sample_weight=None):
@@ -126,8 +127,8 @@ def test_image_probe_missing_labels_ignored_and_bad_input():
         probe.fit(images, {"zzz": labels["a"]}, epochs=1)
     with pytest.raises(ValueError, match="outside"):
         probe.fit(images, {"a": labels["b"] + 1}, epochs=1)
-    with pytest.raises(ValueError, match="uint8 NHWC or float NCHW"):
-        to_float_nchw(np.zeros((2, 3, 8, 8), dtype=np.int32))
+    with pytest.raises(ValueError, match="must be uint8 or float"):
+        to_float_images(np.zeros((2, 3, 8, 8), dtype=np.int32))
 
 
 def test_svm_probe_option_matches_direction():

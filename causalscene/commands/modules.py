@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from causalscene.reproduce import reproduction
+from causalscene.tensors import resolve_device
 from causalscene.utils import atomic_write_json, set_seed, write_run_info
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,6 @@ def load_generator(run: str, device: str = "cpu") -> tuple[torch.nn.Module, Any]
     model, config = load_run(run, device=device)
     generator = model.as_generator() if isinstance(model, CausalVAE) else model
     return generator.eval(), config
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def _parse_ks(k: int | None, k_range: str | None) -> list[int]:
@@ -266,7 +261,7 @@ def _default_out(run: str, name: str) -> Path:
 
 
 def _modules_main(args) -> int:
-    generator, _ = load_generator(args.run, _device(args.device))
+    generator, _ = load_generator(args.run, str(resolve_device(args.device)))
     from causalscene.modularity import hookable_layers
 
     if args.list_layers:
@@ -321,7 +316,7 @@ def _modules_main(args) -> int:
 
 
 def _sdr_main(args) -> int:
-    generator, config = load_generator(args.run, _device(args.device))
+    generator, config = load_generator(args.run, str(resolve_device(args.device)))
     set_seed(args.seed)
     out = args.out or _default_out(args.run, "sdr")
     images = _run_images(config, args.samples, generator)

@@ -1,28 +1,14 @@
-"""``reproduce queries-tutorial``: the causal scene tutorial's contrast between seeing and doing."""
+"""The causal scene tutorial's contrast between seeing and doing (Pearl 2009, sec. 3.2)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from causalscene.reproduce import reproduction
-
-
-def register(subparsers) -> None:  # reproductions only; no verb of its own
-    return None
-
+from causalscene.reproductions._base import Context, Measured, Reproduction
 
 TUTORIAL_FACTUAL = {"actor": "satyr", "reactor": "satyr", "action": "attack", "reaction": "dying"}
 
 
-@reproduction(
-    "queries-tutorial",
-    claim=(
-        "Observing action=attack changes our belief in the actor's attack skill, but forcing "
-        "do(action=attack) leaves it at its prior: upstream beliefs do not move under intervention."
-    ),
-    source="Causal scene generation tutorial (rpg fight DAG), condition vs do; Pearl 2009, sec. 3.2",
-)
-def _queries_tutorial(out: Path, seed: int, scale: str):
+def queries_tutorial(context: Context) -> Measured:
+    """Exact queries: the same numbers at every scale (nothing is trained)."""
     from causalscene import queries
     from causalscene.dag import CausalDAG
 
@@ -47,3 +33,19 @@ def _queries_tutorial(out: Path, seed: int, scale: str):
     measured["shift_under_conditioning"] = moved
     measured["shift_under_intervention"] = still
     return measured, bool(moved > 0.05 and still < 1e-9)
+
+
+REPRODUCTIONS = [
+    Reproduction(
+        "queries-tutorial",
+        claim=(
+            "Observing action=attack changes our belief in the actor's attack skill, but forcing "
+            "do(action=attack) leaves it at its prior: upstream beliefs do not move under "
+            "intervention."
+        ),
+        source=(
+            "Causal scene generation tutorial (rpg fight DAG), condition vs do; Pearl 2009, sec. 3.2"
+        ),
+        fn=queries_tutorial,
+    )
+]

@@ -1,0 +1,65 @@
+"""The ``Generator`` protocol: what every analysis (CAGE, hybrids, modules, SDR) takes.
+
+A generator maps latents ``z: [B, D]`` to images ``x: [B, C, H, W]`` in [0, 1]::
+
+    class MyGenerator(torch.nn.Module):
+        latent_dim = 64
+        def decode(self, z):                     # [B, 64] -> [B, 3, 64, 64] in [0, 1]
+            return torch.sigmoid(self.net(z))
+        def sample_latents(self, n, seed=None):  # draws from the prior p(z)
+            g = torch.Generator().manual_seed(seed) if seed is not None else None
+            return torch.randn(n, self.latent_dim, generator=g)
+        def encode(self, x):                     # optional: posterior mean E[z | x]
+            ...
+
+``encode`` is optional (:class:`EncodingGenerator`); analyses that need latents of labelled
+images use it when present. Layers for hooks are found by name (``named_modules``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Generator", "EncodingGenerator", "check_generator", "has_encoder"]
+
+REQUIRED = ("decode", "sample_latents", "latent_dim")
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """``decode(z: [B, D]) -> x: [B, C, H, W]`` in [0, 1], ``sample_latents(n, seed)`` from the
+    prior, ``latent_dim = D``."""
+
+    latent_dim: int
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    def sample_latents(self, n: int, seed: int | None = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class EncodingGenerator(Generator, Protocol):
+    """A :class:`Generator` with ``encode(x: [B, C, H, W]) -> z: [B, D]`` (posterior mean)."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def has_encoder(generator: object) -> bool:
+    return callable(getattr(generator, "encode", None))
+
+
+def check_generator(generator: object, what: str = "generator") -> Generator:
+    """``generator`` itself if it satisfies :class:`Generator`, else ``ValueError`` naming the
+    first missing member."""
+    for name in REQUIRED:
+        member = getattr(generator, name, None)
+        if member is None or (name != "latent_dim" and not callable(member)):
+            raise ValueError(
+                f"{what} ({type(generator).__name__}) has no {name}"
+                f"{'' if name == 'latent_dim' else '()'}: see causalscene.generators.Generator"
+            )
+    if not isinstance(generator.latent_dim, int) or generator.latent_dim < 1:  # type: ignore[attr-defined]
+        raise ValueError(f"{what} ({type(generator).__name__}): latent_dim must be an int >= 1")
+    return generator  # type: ignore[return-value]
