@@ -18,11 +18,17 @@ images use it when present. Layers for hooks are found by name (``named_modules`
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Generator", "EncodingGenerator", "check_generator", "has_encoder"]
+__all__ = [
+    "Generator",
+    "EncodingGenerator",
+    "check_generator",
+    "has_encoder",
+    "load_generator",
+]
 
 REQUIRED = ("decode", "sample_latents", "latent_dim")
 
@@ -63,3 +69,23 @@ def check_generator(generator: object, what: str = "generator") -> Generator:
     if not isinstance(generator.latent_dim, int) or generator.latent_dim < 1:  # type: ignore[attr-defined]
         raise ValueError(f"{what} ({type(generator).__name__}): latent_dim must be an int >= 1")
     return generator  # type: ignore[return-value]
+
+
+def load_generator(run: str, device: str = "cpu") -> tuple[Generator, Any]:
+    """``(generator, run config or None)`` for a training run folder or ``planted:K`` (the
+    planted-modules toy generator of Besserve et al. 2020, Model 1)."""
+    if run.startswith("planted"):
+        from causalscene.modularity import PlantedModulesGenerator
+
+        _, _, k = run.partition(":")
+        try:
+            k_int = int(k or 4)
+        except ValueError:
+            raise ValueError(f"'{run}': use planted:K with an integer K") from None
+        if not 2 <= k_int <= 16:
+            raise ValueError(f"'{run}': K must lie in [2, 16]")
+        return PlantedModulesGenerator(k=k_int).to(device).eval(), None
+    from causalscene.train import load_run
+
+    model, config = load_run(run, device=device)
+    return check_generator(model.as_generator().eval(), f"run {run}"), config

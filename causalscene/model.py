@@ -192,6 +192,10 @@ class PlainVAE(nn.Module):
     def reconstruct(self, x: torch.Tensor, labels: Labels | None = None) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    def as_generator(self) -> PlainVAE:
+        """The :class:`~causalscene.generators.Generator` view: the VAE itself."""
+        return self
+
     def sample_latents(self, n: int, seed: int | None = None) -> torch.Tensor:
         device = next(self.parameters()).device
         generator = seeded_generator(seed)

@@ -348,7 +348,7 @@ def _first_index(folder: Path, dag, where: dict[str, str], count: int = 4) -> li
 
 def _middle_layer(run: Path) -> str:
     """The decoder conv layer in the middle of the stack (Besserve et al. probe inner layers)."""
-    from causalscene.commands.modules import load_generator
+    from causalscene.generators import load_generator
     from causalscene.modularity import hookable_layers
 
     generator, _ = load_generator(str(run))

@@ -16,35 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from causalscene.generators import load_generator
 from causalscene.reproduce import reproduction
 from causalscene.tensors import resolve_device
 from causalscene.utils import atomic_write_json, set_seed, write_run_info
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------ loading
-
-
-def load_generator(run: str, device: str = "cpu") -> tuple[torch.nn.Module, Any]:
-    """``(generator, run config or None)`` for a run folder or ``planted:K``."""
-    from causalscene.modularity import PlantedModulesGenerator
-
-    if run.startswith("planted"):
-        _, _, k = run.partition(":")
-        try:
-            k_int = int(k or 4)
-        except ValueError:
-            raise ValueError(f"'{run}': use planted:K with an integer K") from None
-        if not 2 <= k_int <= 16:
-            raise ValueError(f"'{run}': K must lie in [2, 16]")
-        return PlantedModulesGenerator(k=k_int).to(device).eval(), None
-    from causalscene.model import CausalVAE
-    from causalscene.train import load_run
-
-    model, config = load_run(run, device=device)
-    generator = model.as_generator() if isinstance(model, CausalVAE) else model
-    return generator.eval(), config
 
 
 def _parse_ks(k: int | None, k_range: str | None) -> list[int]:
