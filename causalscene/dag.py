@@ -36,6 +36,8 @@ import networkx as nx
 import numpy as np
 import yaml
 
+from causalscene.elimination import probability_of_evidence
+
 __all__ = ["CausalDAG", "DAGError", "Node", "StateValue", "Assignment", "shipped_dag_path"]
 
 #: A state given by name (``"golem"``) or by index (``1``).
@@ -536,8 +538,6 @@ class CausalDAG:
         fixed = dag.check_assignment(evidence, "evidence")
         if not fixed:
             return dag._forward(n, rng)
-        from causalscene.queries import probability_of_evidence
-
         p_evidence = probability_of_evidence(dag, fixed)
         if p_evidence <= 0:
             raise DAGError(f"evidence {dict(evidence or {})} has probability 0", source=self.source)

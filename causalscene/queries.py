@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from causalscene.dag import Assignment, CausalDAG, DAGError, Node
+from causalscene.elimination import eliminate as _eliminate
+from causalscene.elimination import probability_of_evidence
 
 __all__ = [
     "QueryResult",
@@ -127,37 +129,6 @@ def _names(dag: CausalDAG, codes: Mapping[str, int]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------- inference
-def _eliminate(dag: CausalDAG, variables: tuple[str, ...], codes: Mapping[str, int]) -> np.ndarray:
-    """P(variables | codes) by pgmpy variable elimination, axes in ``variables`` order."""
-    from pgmpy.inference import VariableElimination
-
-    model = dag.to_pgmpy()
-    evidence = {k: dag.states(k)[i] for k, i in codes.items()}
-    factor = VariableElimination(model).query(
-        list(variables), evidence=evidence or None, joint=True, show_progress=False
-    )
-    values = np.asarray(factor.values, float)
-    order = [factor.variables.index(v) for v in variables]
-    values = np.transpose(values, order)
-    # pgmpy keeps state-name order per variable; map to the DAG's order to be safe.
-    for axis, v in enumerate(variables):
-        names = [str(s) for s in factor.state_names[v]]
-        perm = [names.index(s) for s in dag.states(v)]
-        values = np.take(values, perm, axis=axis)
-    total = values.sum()
-    return values / total
-
-
-def probability_of_evidence(dag: CausalDAG, evidence: Assignment) -> float:
-    """P(evidence) (evidence by state name or index), exactly."""
-    codes = dag.check_assignment(evidence)
-    if not codes:
-        return 1.0
-    variables = tuple(codes)
-    table = _eliminate(dag, variables, {})
-    return float(table[tuple(codes[v] for v in variables)])
-
-
 def _require_possible(dag: CausalDAG, codes: Mapping[str, int], what: str) -> None:
     if codes and probability_of_evidence(dag, codes) <= 0.0:
         raise DAGError(f"{what} {_names(dag, codes)} has probability 0", source=dag.source)
