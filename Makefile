@@ -1,4 +1,4 @@
-# causalscene — `make demo` runs the main job, `make test` runs the checks.
+# causalscene — `make demo` runs the main job, `make test` runs the checks (ruff, mypy, pytest).
 # The virtual environment lives in .venv unless VENV=... says otherwise (CI keeps one per
 # pyproject.toml hash under ~/.cache, see .ci/run).
 VENV ?= .venv
@@ -32,6 +32,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check causalscene procgen tests benchmarks
 	$(VENV)/bin/ruff format --check causalscene procgen tests benchmarks
+	$(VENV)/bin/mypy
 
 unit: install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

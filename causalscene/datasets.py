@@ -501,14 +501,13 @@ class CelebAFolder:
                 raise ValueError(
                     f"CelebA: {path} is {width}x{height}, above max_pixels={self.max_pixels}"
                 )
-            image = image.convert("RGB")
             side = min(width, height) if self.crop is None else min(self.crop, width, height)
             left, top = (width - side) // 2, (height - side) // 2
-            image = image.crop((left, top, left + side, top + side))
-            image = image.resize(
-                (self.image_size, self.image_size), Image.BILINEAR, reducing_gap=2.0
+            square = image.convert("RGB").crop((left, top, left + side, top + side))
+            resized = square.resize(
+                (self.image_size, self.image_size), Image.Resampling.BILINEAR, reducing_gap=2.0
             )
-            return np.asarray(image, np.uint8)
+            return np.asarray(resized, np.uint8)
 
     def __getitem__(self, index: int):
         import torch

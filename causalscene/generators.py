@@ -88,4 +88,5 @@ def load_generator(run: str, device: str = "cpu") -> tuple[Generator, Any]:
     from causalscene.train import load_run
 
     model, config = load_run(run, device=device)
-    return check_generator(model.as_generator().eval(), f"run {run}"), config
+    view: torch.nn.Module = model.as_generator()  # type: ignore[operator]
+    return check_generator(view.eval(), f"run {run}"), config

@@ -90,6 +90,8 @@ class Encoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(x)
         if self.cond_dim:
+            if cond is None:
+                raise ValueError(f"this encoder needs a condition of {self.cond_dim} values")
             h = torch.cat([h, cond.to(h.dtype)], dim=-1)
         h = F.silu(self.fc(h))
         loc = self.fc_loc(h)

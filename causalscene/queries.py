@@ -218,8 +218,8 @@ def twin_network(dag: CausalDAG, do: Assignment) -> tuple[CausalDAG, dict[str, s
     """
     fixed = dag.check_assignment(do, "do")
     affected = set(fixed)
-    for node in fixed:
-        affected |= dag.descendants(node)
+    for intervened in fixed:
+        affected |= dag.descendants(intervened)
     taken = set(dag.nodes)
 
     def fresh(base: str) -> str:

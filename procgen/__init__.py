@@ -202,7 +202,7 @@ def make_dataset(
             for k, start in enumerate(range(0, n, shard_size))
         ]
         bar = None
-        report: Callable[[int], None]
+        report: Callable[[int], object]
         if callable(progress):
             report = progress
         elif progress:

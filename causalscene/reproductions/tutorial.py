@@ -18,7 +18,7 @@ def queries_tutorial(context: Context) -> Measured:
     forced = queries.intervene(dag, ["actor_attack"], {"action": "attack"})
     cf = queries.counterfactual(dag, ["reaction"], TUTORIAL_FACTUAL, {"reactor": "golem"})
     high = dag.state_index("actor_attack", "high")
-    measured = {
+    measured: dict[str, object] = {
         "p_attack_high_prior": float(prior.probs[high]),
         "p_attack_high_given_action_attack": float(seen.probs[high]),
         "p_attack_high_do_action_attack": float(forced.probs[high]),
@@ -28,8 +28,9 @@ def queries_tutorial(context: Context) -> Measured:
         "counterfactual_factual": TUTORIAL_FACTUAL,
         "counterfactual_assumption": cf.assumption,
     }
-    moved = abs(measured["p_attack_high_given_action_attack"] - measured["p_attack_high_prior"])
-    still = abs(measured["p_attack_high_do_action_attack"] - measured["p_attack_high_prior"])
+    p_prior = float(prior.probs[high])
+    moved = abs(float(seen.probs[high]) - p_prior)
+    still = abs(float(forced.probs[high]) - p_prior)
     measured["shift_under_conditioning"] = moved
     measured["shift_under_intervention"] = still
     return measured, bool(moved > 0.05 and still < 1e-9)
