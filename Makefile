@@ -11,7 +11,7 @@ SEED ?= 0
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint unit bench clean
+.PHONY: install demo test lint unit bench clean browser
 
 # Dependencies are installed once per pyproject.toml; the package itself is (re)linked in
 # editable mode whenever the environment points at another checkout.
@@ -34,7 +34,15 @@ lint: install
 	$(VENV)/bin/ruff format --check causalscene procgen tests benchmarks
 	$(VENV)/bin/mypy
 
-unit: install
+# The report test renders the HTML page in headless Chromium: Debian's package, installed here
+# when it is missing and this is root on a machine with apt (elsewhere: install chromium yourself).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "warning: chromium is missing and could not be installed; the report test will fail" >&2
+
+unit: install browser
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint unit

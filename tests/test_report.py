@@ -27,7 +27,7 @@ CHROMIUM_FLAGS = [
 
 def chromium():
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe, "Debian's chromium is needed for this test (.ci/run installs it)"
+    assert exe, "Debian's chromium is needed for this test (make test installs it)"
     return exe
 
 
