@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ def load_dataset(
         source = str(root)
         from causalscene.datasets import load_arrays
 
-        images, labels = load_arrays(root, dag)
+        images, labels = load_arrays(Path(root), dag)  # (ShardDataset takes Path(root) too)
     if max_images is not None:
         images = images[:max_images]
         labels = {k: v[:max_images] for k, v in labels.items()}
