@@ -80,6 +80,7 @@ from causalscene.tensors import seeded_generator, to_float_images
 __all__ = [
     "CausalVAE",
     "PlainVAE",
+    "TrainableVAE",
     "CausalGenerator",
     "ImageLikelihood",
     "LIKELIHOODS",
@@ -116,8 +117,76 @@ class ImageLikelihood(nn.Module):
         return torch.sigmoid(logits)
 
 
+# ------------------------------------------------------------------------------- TrainableVAE
+class TrainableVAE(nn.Module):
+    """What :func:`causalscene.train.fit` asks of a model, and all it knows about it: the trainer
+    never asks which class it has. Whatever differs between models during training (the DAG the
+    dataset is checked against, the constant of collapsed label sites, the files of the run
+    folder, the sample grid) is one of these methods, implemented by :class:`PlainVAE` and
+    :class:`CausalVAE`.
+
+    Tensors: ``x [B, C, H, W]`` floats in [0, 1]; ``labels {node: int64 [B]}`` (-1: missing).
+    """
+
+    image_size: int
+    decoder: nn.Module
+
+    def model(
+        self, x: torch.Tensor, labels: Labels | None = None, partial=None, collapse: bool = False
+    ) -> None:
+        """The Pyro model (sites ``z``, ``x`` and, for a CausalVAE, the DAG's nodes)."""
+        raise NotImplementedError
+
+    def guide(
+        self, x: torch.Tensor, labels: Labels | None = None, partial=None, collapse: bool = False
+    ) -> None:
+        """The Pyro guide, matching :meth:`model`."""
+        raise NotImplementedError
+
+    def aux_loss(self, x: torch.Tensor, labels: Labels | None = None) -> torch.Tensor:
+        """The classifier's auxiliary cross-entropy on the observed labels (0 without one)."""
+        raise NotImplementedError
+
+    def consistency_loss(
+        self, x: torch.Tensor, labels: Labels | None = None, partial=None
+    ) -> torch.Tensor:
+        """The decoder's label-consistency term (0 without labels)."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """Constructor arguments + ``kind`` (``model.json``; see ``causalscene.train.build_model``)."""
+        raise NotImplementedError
+
+    @property
+    def label_dag(self) -> CausalDAG | None:
+        """The DAG whose label nodes a training dataset must hold (None: labels are not used)."""
+        raise NotImplementedError
+
+    def set_data_size(self, n: int) -> None:
+        """Tell the model how many training images there are (scales its global sites)."""
+        raise NotImplementedError
+
+    def collapsed_log_p_labels(self, labels: Mapping[str, object]) -> torch.Tensor | None:
+        """``log p(labels)`` per example ``[N]`` when the label sites can be left out of each step
+        (``TrainConfig.collapse_labels``: ``model(..., collapse=True)`` plus this constant gives
+        the same ELBO); None when they cannot."""
+        raise NotImplementedError
+
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """``n`` images from the model's prior ``[n, C, H, W]`` in [0, 1]."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor, labels: Labels | None = None) -> torch.Tensor:
+        """Decoded posterior means of ``x`` given its labels (where the model uses them)."""
+        raise NotImplementedError
+
+    def run_files(self) -> dict[str, object]:
+        """JSON files describing the model in a run folder: ``{file name: content}``."""
+        raise NotImplementedError
+
+
 # ---------------------------------------------------------------------------------------- PlainVAE
-class PlainVAE(nn.Module):
+class PlainVAE(TrainableVAE):
     """A VAE without a DAG: ``z ~ N(0, I)``, ``x ~ p(x | decoder(z))``; guide ``q(z | x)``.
 
     It is a *Generator* (see :class:`CausalGenerator`): ``forward(z) == decode(z)`` → images
@@ -205,9 +274,26 @@ class PlainVAE(nn.Module):
         """``n`` images from the prior ``[n, C, H, W]``."""
         return self.decode(self.sample_latents(n, seed))
 
+    # what the trainer asks (TrainableVAE) -----------------------------------------------------------
+    @property
+    def label_dag(self) -> CausalDAG | None:
+        """None: a PlainVAE uses no labels, so a dataset needs none."""
+        return None
+
+    def set_data_size(self, n: int) -> None:
+        """Nothing to scale: every site is per image."""
+
+    def collapsed_log_p_labels(self, labels: Mapping[str, object]) -> torch.Tensor | None:
+        """None: no label sites to leave out."""
+        return None
+
+    def run_files(self) -> dict[str, object]:
+        """``model.json``."""
+        return {"model.json": self.config()}
+
 
 # --------------------------------------------------------------------------------------- CausalVAE
-class CausalVAE(nn.Module):
+class CausalVAE(TrainableVAE):
     """Pyro model pairing a :class:`~causalscene.dag.CausalDAG` with a conv decoder (module docstring).
 
     Args:
@@ -673,6 +759,32 @@ class CausalVAE(nn.Module):
     def as_generator(self) -> CausalGenerator:
         """A Generator over the extended latent ``u = [z ; one-hots of rendered nodes]``."""
         return CausalGenerator(self)
+
+    # ------------------------------------------------------- what the trainer asks (TrainableVAE)
+    @property
+    def label_dag(self) -> CausalDAG:
+        """The model's DAG: a dataset must hold a label column for each of its label nodes."""
+        return self.dag
+
+    def set_data_size(self, n: int) -> None:
+        """N, which scales the global CPT sites (``learn_cpts``) so the minibatch ELBO is unbiased."""
+        self.data_size = n
+
+    def collapsed_log_p_labels(self, labels: Mapping[str, object]) -> torch.Tensor | None:
+        """:meth:`log_p_labels` with fixed CPTs; None with ``learn_cpts`` (the label sites then
+        hold parameters, so they cannot become a constant)."""
+        return None if self.learn_cpts else self.log_p_labels(labels)
+
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """``n`` images ``[n, C, H, W]``: rendered nodes drawn from the DAG, z from the prior
+        (:func:`causalscene.generate.sample_images` without evidence or ``do``)."""
+        from causalscene.generate import sample_images
+
+        return sample_images(self, n=n, seed=seed)[0]
+
+    def run_files(self) -> dict[str, object]:
+        """``model.json`` and ``dag.json`` (the DAG, ``to_dict`` form)."""
+        return {"model.json": self.config(), "dag.json": self.dag.to_dict()}
 
 
 class CausalGenerator(nn.Module):

@@ -326,3 +326,52 @@ def test_pyro_param_store_untouched(faces):
         model.model, model.guide, x, _tensors(labels)
     )
     assert len(pyro.get_param_store()) == 0
+
+
+def test_trainer_hooks_of_a_causal_vae(rpg):
+    """What ``causalscene.train.fit`` asks of a CausalVAE (TrainableVAE): its DAG for the labels,
+    the data size that scales the CPT sites, the collapsed sites' constant, samples, run files."""
+    from causalscene.generate import sample_images
+    from causalscene.model import TrainableVAE
+
+    torch.manual_seed(0)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    assert isinstance(model, TrainableVAE) and model.label_dag is rpg
+    # log p(labels) of every label combination: a distribution (sums to 1), the exact query's
+    nodes = rpg.label_nodes
+    combos = list(itertools.product(*(range(rpg.cardinality(n)) for n in nodes)))
+    labels = {n: torch.tensor([c[i] for c in combos]) for i, n in enumerate(nodes)}
+    log_p = model.collapsed_log_p_labels(labels)
+    assert torch.exp(log_p.double()).sum().item() == pytest.approx(1.0, abs=1e-5)
+    joint = queries.condition(rpg, nodes).probs
+    np.testing.assert_allclose(log_p.exp().numpy(), [joint[c] for c in combos], rtol=1e-5)
+    learned = CausalVAE(rpg, 16, 3, base_channels=4, learn_cpts=True)
+    assert learned.collapsed_log_p_labels(labels) is None  # CPT sites hold parameters
+    # set_data_size scales the global CPT sites by batch / N
+    learned.set_data_size(40)
+    images, codes = synth_data(rpg, 4)
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    trace = poutine.trace(learned.guide).get_trace(x, _tensors(codes))
+    assert trace.nodes[f"cpt_{rpg.nodes[0]}"]["scale"] == pytest.approx(4 / 40)
+    # samples: rendered nodes from the DAG, z from the prior (generate.sample_images)
+    expected, _ = sample_images(model, n=5, seed=3)
+    assert torch.equal(model.sample(5, seed=3), expected) and expected.shape == (5, 3, 16, 16)
+    files = model.run_files()
+    assert set(files) == {"model.json", "dag.json"} and files["model.json"] == model.config()
+    assert CausalDAG.from_dict(files["dag.json"]).nodes == rpg.nodes
+
+
+def test_trainer_hooks_of_a_plain_vae(rpg):
+    """A PlainVAE uses no labels: no DAG to check, no label sites to collapse, one run file, and
+    ``reconstruct(x, labels)`` ignores the labels."""
+    torch.manual_seed(0)
+    vae = PlainVAE(16, 3, base_channels=4)
+    images, labels = synth_data(rpg, 4)
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    assert vae.label_dag is None and vae.collapsed_log_p_labels(_tensors(labels)) is None
+    vae.set_data_size(100)  # nothing to scale: the model is unchanged
+    assert poutine.trace(vae.guide).get_trace(x).nodes["z"]["scale"] == 1.0
+    assert vae.run_files() == {"model.json": vae.config()}
+    with torch.no_grad():
+        assert torch.equal(vae.reconstruct(x, _tensors(labels)), vae.decode(vae.encode(x)))
+        assert torch.equal(vae.sample(2, seed=1), vae.decode(vae.sample_latents(2, seed=1)))

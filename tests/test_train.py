@@ -4,6 +4,7 @@ clear errors, DDP with two gloo processes, the ``train`` verb."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -641,3 +642,74 @@ def test_consistency_fraction_uses_the_first_rows_of_the_batch(rpg):
                 synth_data(rpg, 48),
                 _config(consistency_fraction=bad),
             )
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"epochs": -1}, "epochs >= 0"),
+        ({"lr": 0.0}, "lr > 0"),
+        ({"holdout_fraction": 1.0}, r"holdout_fraction must be in \[0, 1\), got 1.0"),
+        ({"holdout_fraction": -0.1}, "holdout_fraction must be in"),
+        ({"consistency_weight": -0.5}, "consistency_weight must be >= 0, got -0.5"),
+        ({"consistency_fraction": 0.0}, r"consistency_fraction must be in \(0, 1\], got 0.0"),
+        ({"consistency_fraction": 1.01}, "consistency_fraction must be in"),
+        ({"checkpoint_every": 0}, "checkpoint_every and log_every must be >= 1"),
+        ({"log_every": 0}, "checkpoint_every and log_every must be >= 1"),
+    ],
+)
+def test_train_config_check_refuses_each_bad_setting(setting, message, rpg, tmp_path):
+    """``TrainConfig.check()`` refuses the setting, and ``fit`` refuses it before touching the
+    data or writing anything."""
+    TrainConfig().check()  # the defaults pass
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**setting).check()
+    with pytest.raises(ValueError, match=message):
+        fit(PlainVAE(16, 3, base_channels=4), "no such folder", _config(**setting), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_epoch_callbacks_run_after_the_standard_ones(rpg, tmp_path):
+    """An epoch callback sees the finished epoch: its record (held-out ELBO filled in, equal to
+    the line just written to metrics.jsonl), the checkpoint already at the next epoch, and the
+    per-step callbacks' count of steps."""
+    data = synth_data(rpg, 64, seed=1)
+    steps, seen = [], []
+
+    def at_epoch_end(run, record):
+        lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+        seen.append((dict(record), json.loads(lines[-1]), state["epoch"], len(steps)))
+
+    torch.manual_seed(0)
+    history = fit(
+        CausalVAE(rpg, 16, 3, base_channels=4),
+        data,
+        _config(epochs=2),
+        out=tmp_path / "run",
+        callbacks=[lambda info: steps.append(info["global_step"])],
+        epoch_callbacks=[at_epoch_end],
+    )
+    assert [s[0] for s in seen] == history and [s[1] for s in seen] == history
+    assert [s[2] for s in seen] == [1, 2]  # the epoch-end checkpoint points at the next epoch
+    per_epoch = math.ceil(58 / 16)  # 64 images, 6 held out, batch 16
+    assert [s[3] for s in seen] == [per_epoch, 2 * per_epoch] and steps == list(
+        range(1, 2 * per_epoch + 1)
+    )
+    assert all(np.isfinite(r["heldout_elbo"]) for r in history)
+
+
+def test_building_the_train_verb_imports_no_torch():
+    code = (
+        "import argparse, sys\n"
+        "import causalscene.commands.train as verb\n"
+        "verb.register(argparse.ArgumentParser().add_subparsers())\n"
+        "import causalscene.train\n"
+        "assert causalscene.train.TrainConfig().epochs == 8\n"
+        "print(sorted(m for m in ('torch', 'pyro') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

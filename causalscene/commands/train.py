@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from causalscene.model import CausalVAE
 
 
 def register(subparsers) -> None:
-    from causalscene.train import TrainConfig
+    from causalscene.train.config import TrainConfig
 
     d = TrainConfig()
     p = subparsers.add_parser("train", help="train a CausalVAE on an image dataset (SVI)")
@@ -74,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def config_from_args(args):
-    from causalscene.train import TrainConfig
+    from causalscene.train.config import TrainConfig
 
     return TrainConfig(
         dag=str(args.dag) if args.dag else None,
@@ -105,12 +109,10 @@ def config_from_args(args):
 
 
 def _main(args) -> int:
-    import numpy as np
-
     from causalscene.dag import CausalDAG
-    from causalscene.model import CausalVAE, PlainVAE
+    from causalscene.model import CausalVAE, PlainVAE, TrainableVAE
     from causalscene.train import TrainingDiverged, fit, load_dataset
-    from causalscene.utils import atomic_write_json, set_seed
+    from causalscene.utils import set_seed
 
     config = config_from_args(args)
     if args.dag is None and not args.no_dag:
@@ -121,10 +123,9 @@ def _main(args) -> int:
     data = load_dataset(args.data, dag, config.max_images)
     image_size = data[0].shape[1]
     set_seed(config.seed)
-    if args.no_dag:
-        model = PlainVAE(image_size, config.latent_dim, config.likelihood, config.base_channels)
-    else:
-        model = CausalVAE(
+    causal = None
+    if dag is not None and not args.no_dag:
+        causal = CausalVAE(
             dag,
             image_size,
             config.latent_dim,
@@ -133,8 +134,13 @@ def _main(args) -> int:
             base_channels=config.base_channels,
             seed=config.seed,
         )
+    model: TrainableVAE = (
+        causal
+        if causal is not None
+        else PlainVAE(image_size, config.latent_dim, config.likelihood, config.base_channels)
+    )
     try:
-        history = fit(model, data, config, out=args.out, resume=args.resume, dag=dag)
+        history = fit(model, data, config, out=args.out, resume=args.resume)
     except TrainingDiverged as exc:
         print(f"causalscene train: {exc}", file=sys.stderr)
         return 1
@@ -144,17 +150,26 @@ def _main(args) -> int:
             f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.1f}, held-out ELBO "
             f"{last['heldout_elbo']:.1f} ({last['images_per_s']:.0f} images/s on {last['device']})"
         )
-    if config.learn_cpts and isinstance(model, CausalVAE):
-        learned = model.learned_cpts()
-        table = {
-            n: {
-                "learned": learned[n],
-                "true": np.asarray(dag.cpt(n)),
-                "max_abs_error": float(np.abs(learned[n] - dag.cpt(n)).max()),
-            }
-            for n in dag.nodes
-        }
-        atomic_write_json(Path(args.out) / "cpts.json", table)
-        for n in dag.nodes:
-            print(f"  CPT {n:18s} max |learned - true| = {table[n]['max_abs_error']:.3f}")
+    if causal is not None and causal.learn_cpts:
+        _write_learned_cpts(causal, Path(args.out))
     return 0
+
+
+def _write_learned_cpts(model: CausalVAE, out: Path) -> None:
+    """``cpts.json``: each node's learned CPT beside the DAG file's, and their largest gap."""
+    import numpy as np
+
+    from causalscene.utils import atomic_write_json
+
+    dag, learned = model.dag, model.learned_cpts()
+    table = {
+        n: {
+            "learned": learned[n],
+            "true": np.asarray(dag.cpt(n)),
+            "max_abs_error": float(np.abs(learned[n] - dag.cpt(n)).max()),
+        }
+        for n in dag.nodes
+    }
+    atomic_write_json(out / "cpts.json", table)
+    for n in dag.nodes:
+        print(f"  CPT {n:18s} max |learned - true| = {table[n]['max_abs_error']:.3f}")
