@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -125,7 +125,7 @@ def _record_layers(generator: nn.Module, z: torch.Tensor) -> list[LayerInfo]:
 def _layer_module(generator: nn.Module, layer: str) -> nn.Module:
     modules = dict(generator.named_modules())
     if layer not in modules or not layer:
-        valid = ", ".join(info.name for info in hookable_layers(generator))
+        valid = ", ".join(info.name for info in hookable_layers(cast(Generator, generator)))
         raise ValueError(f"unknown layer '{layer}'; hookable layers: {valid}")
     return modules[layer]
 

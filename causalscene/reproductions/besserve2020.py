@@ -108,11 +108,12 @@ def faces_vae(context: Context) -> TrainedVAE:
 
 def modules_faces(context: Context) -> Measured:
     """Modules of the faces VAE's first decoder conv; which attributes each module's hybrids move."""
+    from causalscene.generators import check_generator
     from causalscene.modularity import ModulesConfig, analyse_modules, hookable_layers
 
     trained = faces_vae(context)
     probe, probe_accuracy = _attribute_probe(context, trained)
-    model = trained.model
+    model = check_generator(trained.model, "faces VAE")
     layer = [i.name for i in hookable_layers(model) if i.name.endswith("conv1")][0]
     config = ModulesConfig(
         layer=layer,

@@ -17,11 +17,12 @@ MODE_BAND = (0.8, 1.25)
 
 def sdr_faces(context: Context) -> Measured:
     """Decoder vs encoder SDR of the faces VAE, beside an untrained copy (the architecture alone)."""
+    from causalscene.generators import check_generator
     from causalscene.sdr import analyse_sdr
     from causalscene.tensors import to_float_images
 
     trained_vae = faces_vae(context)
-    model = trained_vae.model
+    model = check_generator(trained_vae.model, "faces VAE")
     n = context.pick(32, 512, 512)
     x = to_float_images(trained_vae.images[:n], context.device)
     baseline = _untrained_copy(model, context.seed)
