@@ -18,14 +18,19 @@ images use it when present. Layers for hooks are found by name (``named_modules`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 __all__ = [
     "Generator",
     "EncodingGenerator",
+    "as_module",
     "check_generator",
+    "default_output",
+    "device_of",
     "has_encoder",
     "load_generator",
 ]
@@ -69,6 +74,32 @@ def check_generator(generator: object, what: str = "generator") -> Generator:
     if not isinstance(generator.latent_dim, int) or generator.latent_dim < 1:  # type: ignore[attr-defined]
         raise ValueError(f"{what} ({type(generator).__name__}): latent_dim must be an int >= 1")
     return generator  # type: ignore[return-value]
+
+
+def as_module(generator: Generator, what: str = "generator") -> nn.Module:
+    """``generator`` as the ``torch.nn.Module`` that forward hooks need (layers are found and
+    hooked by name), else ``ValueError``. Hooked passes call the module: ``forward`` must be
+    ``decode``."""
+    if not isinstance(generator, nn.Module):
+        raise ValueError(
+            f"{what} ({type(generator).__name__}) is not a torch.nn.Module: hooks on its layers "
+            "need one"
+        )
+    return generator
+
+
+def device_of(generator: Generator) -> torch.device:
+    """Where a generator module's parameters live (CPU when it has none)."""
+    for param in as_module(generator).parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+def default_output(run: str, name: str) -> Path:
+    """Where an analysis of ``run`` writes by default: ``RUN/name`` for a run folder, else
+    ``modules_out/<run with ':' → '_'>/name`` (e.g. ``planted:3``)."""
+    base = Path(run) if Path(run).is_dir() else Path("modules_out") / run.replace(":", "_")
+    return base / name
 
 
 def load_generator(run: str, device: str = "cpu") -> tuple[Generator, Any]:

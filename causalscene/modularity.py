@@ -26,12 +26,15 @@ disjoint halves of the latent pairs and measure how well the two clusterings agr
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
+
+from causalscene.generators import Generator, as_module, check_generator, device_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,11 @@ __all__ = [
     "cluster_stability",
     "module_hybrids",
     "PlantedModulesGenerator",
+    "ModulesConfig",
+    "parse_ks",
+    "analyse_modules",
+    "modules_of_run",
+    "layers_of_run",
 ]
 
 
@@ -66,31 +74,31 @@ class LayerInfo:
     width: int
 
 
-def _latent_dim(generator: nn.Module) -> int:
+def _latent_dim(generator: Generator) -> int:
+    """The protocol's ``latent_dim`` (``ValueError`` when missing)."""
     dim = getattr(generator, "latent_dim", None)
-    if dim is not None:
-        return int(dim)
-    for module in generator.modules():
-        if isinstance(module, nn.Linear):
-            return int(module.in_features)
-    raise ValueError("cannot tell the generator's latent size: give it a 'latent_dim' attribute")
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    for param in module.parameters():
-        return param.device
-    return torch.device("cpu")
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(
+            f"{type(generator).__name__} has no latent_dim (an int >= 1): "
+            "see causalscene.generators.Generator"
+        )
+    return dim
 
 
 @torch.no_grad()
-def hookable_layers(generator: nn.Module, z: torch.Tensor | None = None) -> list[LayerInfo]:
+def hookable_layers(generator: Generator, z: torch.Tensor | None = None) -> list[LayerInfo]:
     """Every named submodule whose output is a 4-D feature map ``[B, C, h, w]``, in call order.
 
     One forward pass on two latents (``z`` or zeros of ``generator.latent_dim``) records the
     output shapes. Containers (``nn.Sequential``) are listed too when their output is a map.
     """
     if z is None:
-        z = torch.zeros(2, _latent_dim(generator), device=_device_of(generator))
+        z = torch.zeros(2, _latent_dim(generator), device=device_of(generator))
+    return _record_layers(as_module(generator), z)
+
+
+def _record_layers(generator: nn.Module, z: torch.Tensor) -> list[LayerInfo]:
+    """One hooked pass on ``z``: the first output shape of every submodule that gives a map."""
     found: dict[str, LayerInfo] = {}
     handles = []
     for name, module in generator.named_modules():
@@ -117,7 +125,7 @@ def hookable_layers(generator: nn.Module, z: torch.Tensor | None = None) -> list
 def _layer_module(generator: nn.Module, layer: str) -> nn.Module:
     modules = dict(generator.named_modules())
     if layer not in modules or not layer:
-        valid = ", ".join(info.name for info in hookable_layers(generator))
+        valid = ", ".join(info.name for info in hookable_layers(cast(Generator, generator)))
         raise ValueError(f"unknown layer '{layer}'; hookable layers: {valid}")
     return modules[layer]
 
@@ -209,7 +217,7 @@ def _channel_index(channels: Any, num_channels: int) -> torch.Tensor:
 
 @torch.no_grad()
 def hybridize(
-    decoder: nn.Module, layer: str, channels: Any, z1: torch.Tensor, z2: torch.Tensor
+    decoder: Generator, layer: str, channels: Any, z1: torch.Tensor, z2: torch.Tensor
 ) -> torch.Tensor:
     """Hybrid images ``Y_E(z1, z2)``: ``z1``'s pass with ``z2``'s activations of ``channels``.
 
@@ -218,26 +226,27 @@ def hybridize(
     ``z1, z2: [B, D]``. Returns ``x: [B, C, H, W]``. All channels give ``decoder(z2)`` (when the
     layer's output is all that reaches the image), none gives ``decoder(z1)``.
     """
-    module = _layer_module(decoder, layer)
+    net = as_module(decoder)
+    module = _layer_module(net, layer)
     _check_pairs(z1, z2)
-    a1 = _activation(decoder, module, z1)
-    a2 = _activation(decoder, module, z2)
+    a1 = _activation(net, module, z1)
+    a2 = _activation(net, module, z2)
     index = _channel_index(channels, a1.shape[1]).to(a1.device)
     hybrid = a1.clone()
     hybrid[:, index] = a2[:, index]
-    return _run_replaced(decoder, module, z1, hybrid)
+    return _run_replaced(net, module, z1, hybrid)
 
 
 @torch.no_grad()
 def influence_map(
-    decoder: nn.Module, layer: str, channels: Any, z1: torch.Tensor, z2: torch.Tensor
+    decoder: Generator, layer: str, channels: Any, z1: torch.Tensor, z2: torch.Tensor
 ) -> torch.Tensor:
     """Influence map of a channel set ``E`` (Besserve et al. 2020, eq. 2): ``[H, W]``.
 
     ``I_E = mean over pairs and colour channels of |Y_E(z1, z2) - decoder(z1)|``.
     """
     hybrid = hybridize(decoder, layer, channels, z1, z2)
-    return (hybrid - decoder(z1)).abs().mean(dim=(0, 1))
+    return (hybrid - as_module(decoder)(z1)).abs().mean(dim=(0, 1))
 
 
 def _default_batch(device: torch.device) -> int:
@@ -246,7 +255,7 @@ def _default_batch(device: torch.device) -> int:
 
 @torch.no_grad()
 def elementary_influence_maps(
-    decoder: nn.Module,
+    decoder: Generator,
     layer: str,
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -266,14 +275,15 @@ def elementary_influence_maps(
     and the maps of each group are returned: ``[G, C_l, H, W]`` (for split-half stability).
     ``channels`` restricts the computation to some channels (default: all).
     """
-    module = _layer_module(decoder, layer)
+    net = as_module(decoder)
+    module = _layer_module(net, layer)
     _check_pairs(z1, z2)
-    was_training = decoder.training
-    decoder.eval()
+    was_training = net.training
+    net.eval()
     try:
-        a1 = _activation(decoder, module, z1)
-        a2 = _activation(decoder, module, z2)
-        base = decoder(z1)
+        a1 = _activation(net, module, z1)
+        a2 = _activation(net, module, z2)
+        base = net(z1)
         num_pairs, num_channels = a1.shape[0], a1.shape[1]
         index = (
             torch.arange(num_channels)
@@ -292,7 +302,7 @@ def elementary_influence_maps(
         maps = torch.zeros(groups, len(index), height, width, device=base.device, dtype=base.dtype)
         # does the generator accept a layer output with more rows than its input? (cheap probe)
         state: dict[str, bool] = {}
-        _run_replaced(decoder, module, z1[:1], a1[:1].repeat(2, 1, 1, 1), state)
+        _run_replaced(net, module, z1[:1], a1[:1].repeat(2, 1, 1, 1), state)
         for start in range(0, len(index), per_pass):
             chunk = index[start : start + per_pass].to(a1.device)
             m = len(chunk)
@@ -300,14 +310,14 @@ def elementary_influence_maps(
             rows = torch.arange(m, device=a1.device)
             hybrid[rows, :, chunk] = a2[:, chunk].permute(1, 0, 2, 3)
             images = _run_replaced(
-                decoder, module, z1, hybrid.reshape(m * num_pairs, *a1.shape[1:]), state
+                net, module, z1, hybrid.reshape(m * num_pairs, *a1.shape[1:]), state
             )
             diff = (images.reshape(m, num_pairs, *base.shape[1:]) - base).abs().mean(dim=2)
             summed = torch.zeros(m, groups, height, width, device=diff.device, dtype=diff.dtype)
             summed.index_add_(1, group_of, diff)
             maps[:, start : start + m] = (summed / counts.view(1, -1, 1, 1)).transpose(0, 1)
     finally:
-        decoder.train(was_training)
+        net.train(was_training)
     return maps[0] if num_groups is None else maps
 
 
@@ -480,17 +490,7 @@ def cluster_stability(
     similarity of the matched templates. ``best_k`` maximises consistency; ties (e.g. one more
     component that NMF leaves empty reproduces the same labels) go to the higher template cosine.
     """
-    from sklearn.metrics import adjusted_rand_score
-
-    array = (
-        group_maps.detach().float().cpu().numpy()
-        if hasattr(group_maps, "detach")
-        else np.asarray(group_maps, dtype=np.float64)
-    )
-    if array.ndim != 4 or array.shape[0] < 2:
-        raise ValueError(f"group_maps must be [groups >= 2, C, h, w], got shape {array.shape}")
-    if not 0.0 < channel_fraction <= 1.0:
-        raise ValueError(f"channel_fraction must lie in (0, 1], got {channel_fraction}")
+    array = _group_array(group_maps, channel_fraction)
     ks = [int(k) for k in ks]
     if not ks:
         raise ValueError("give at least one K")
@@ -499,12 +499,7 @@ def cluster_stability(
     for k in ks:
         _check_k(k, keep)
     rng = np.random.default_rng(seed)
-    shape = tuple(array.shape[-2:])
-    splits = []
-    for _ in range(num_splits):
-        perm = rng.permutation(num_groups)
-        chans = [np.sort(rng.choice(num_channels, keep, replace=False)) for _ in range(2)]
-        splits.append(((perm[: num_groups // 2], chans[0]), (perm[num_groups // 2 :], chans[1])))
+    splits = _draw_splits(rng, num_groups, num_channels, keep, num_splits)
     binaries = [
         [
             binarize_maps(array[groups][:, chans].mean(axis=0), smooth, quantile)
@@ -512,22 +507,10 @@ def cluster_stability(
         ]
         for split in splits
     ]
+    shape = tuple(array.shape[-2:])
     means, stds, cosines, agreements = [], [], [], []
     for k in ks:
-        aris, cos_k, agree_k = [], [], []
-        for s, split in enumerate(splits):
-            ra, rb = (
-                _cluster_binary(binaries[s][h], shape, k, method, seed + 2 * s + h + 1)
-                for h in range(2)
-            )
-            shared, ia, ib = np.intersect1d(split[0][1], split[1][1], return_indices=True)
-            la, lb = ra.labels[ia], rb.labels[ib]
-            aris.append(adjusted_rand_score(la, lb))
-            perm_b, cos = _matched(ra.templates, rb.templates)
-            cos_k.append(float(cos.mean()))
-            relabel = np.empty(k, dtype=np.int64)
-            relabel[perm_b] = np.arange(k)
-            agree_k.append(float(np.mean(relabel[lb] == la)))
+        aris, cos_k, agree_k = _split_scores(splits, binaries, shape, k, method, seed)
         means.append(float(np.mean(aris)))
         stds.append(float(np.std(aris)))
         cosines.append(float(np.mean(cos_k)))
@@ -539,9 +522,66 @@ def cluster_stability(
     return StabilityResult(ks, means, stds, cosines, agreements, best, method)
 
 
+def _group_array(group_maps: Any, channel_fraction: float) -> np.ndarray:
+    """``group_maps`` as a checked numpy array ``[G >= 2, C, h, w]``."""
+    array = (
+        group_maps.detach().float().cpu().numpy()
+        if hasattr(group_maps, "detach")
+        else np.asarray(group_maps, dtype=np.float64)
+    )
+    if array.ndim != 4 or array.shape[0] < 2:
+        raise ValueError(f"group_maps must be [groups >= 2, C, h, w], got shape {array.shape}")
+    if not 0.0 < channel_fraction <= 1.0:
+        raise ValueError(f"channel_fraction must lie in (0, 1], got {channel_fraction}")
+    return array
+
+
+Split = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _draw_splits(
+    rng: np.random.Generator, num_groups: int, num_channels: int, keep: int, num_splits: int
+) -> list[Split]:
+    """``num_splits`` random splits: per half, (its pair groups, its ``keep`` sorted channels)."""
+    splits = []
+    for _ in range(num_splits):
+        perm = rng.permutation(num_groups)
+        chans = [np.sort(rng.choice(num_channels, keep, replace=False)) for _ in range(2)]
+        splits.append(((perm[: num_groups // 2], chans[0]), (perm[num_groups // 2 :], chans[1])))
+    return splits
+
+
+def _split_scores(
+    splits: list[Split],
+    binaries: list[list[np.ndarray]],
+    shape: tuple[int, ...],
+    k: int,
+    method: str,
+    seed: int,
+) -> tuple[list[float], list[float], list[float]]:
+    """Per split at rank ``k``: label ARI on shared channels, matched template cosine, agreement."""
+    from sklearn.metrics import adjusted_rand_score
+
+    aris, cos_k, agree_k = [], [], []
+    for s, split in enumerate(splits):
+        ra, rb = (
+            _cluster_binary(binaries[s][h], shape, k, method, seed + 2 * s + h + 1)
+            for h in range(2)
+        )
+        shared, ia, ib = np.intersect1d(split[0][1], split[1][1], return_indices=True)
+        la, lb = ra.labels[ia], rb.labels[ib]
+        aris.append(float(adjusted_rand_score(la, lb)))
+        perm_b, cos = _matched(ra.templates, rb.templates)
+        cos_k.append(float(cos.mean()))
+        relabel = np.empty(k, dtype=np.int64)
+        relabel[perm_b] = np.arange(k)
+        agree_k.append(float(np.mean(relabel[lb] == la)))
+    return aris, cos_k, agree_k
+
+
 @torch.no_grad()
 def module_hybrids(
-    decoder: nn.Module,
+    decoder: Generator,
     layer: str,
     clustering: ModuleClustering,
     z1: torch.Tensor,
@@ -556,7 +596,8 @@ def module_hybrids(
     hybrids = [
         hybridize(decoder, layer, clustering.members(k), z1, z2) for k in range(clustering.k)
     ]
-    return {"original1": decoder(z1), "original2": decoder(z2), "hybrids": torch.stack(hybrids)}
+    net = as_module(decoder)
+    return {"original1": net(z1), "original2": net(z2), "hybrids": torch.stack(hybrids)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,3 +680,191 @@ class PlantedModulesGenerator(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.forward(z)
+
+
+# --------------------------------------------------------------------------------------------
+# the pipeline ``causalscene modules`` runs
+
+DEFAULT_KS = (2, 3, 4, 5, 6)
+
+
+@dataclass
+class ModulesConfig:
+    """Options of one modules analysis (the CLI's flags).
+
+    ``ks``: the K to choose from by split-half stability (one K: no choice); ``None`` means
+    :data:`DEFAULT_KS` up to the layer's channel count.
+    """
+
+    layer: str
+    ks: tuple[int, ...] | None = DEFAULT_KS
+    pairs: int = 256
+    groups: int = 8
+    splits: int = 10
+    hybrids: int = 4
+    seed: int = 0
+    batch_size: int | None = None
+
+
+def parse_ks(k: int | None, k_range: str | None) -> tuple[int, ...] | None:
+    """``--k K`` → ``(K,)``; ``--k-range LO:HI`` → ``(LO, ..., HI)``; neither → ``None``."""
+    if k is not None and k_range is not None:
+        raise ValueError("give --k or --k-range, not both")
+    if k is not None:
+        return (k,)
+    if k_range is None:
+        return None
+    lo, sep, hi = k_range.partition(":")
+    try:
+        ks = tuple(range(int(lo), int(hi) + 1)) if sep else (int(lo),)
+    except ValueError:
+        raise ValueError(f"--k-range must look like 2:6, got '{k_range}'") from None
+    if not ks:
+        raise ValueError(f"--k-range '{k_range}' is empty")
+    return ks
+
+
+def layers_of_run(run: str, device: str = "auto") -> list[LayerInfo]:
+    """:func:`hookable_layers` of a run folder's generator (or ``planted:K``)."""
+    from causalscene.generators import load_generator
+    from causalscene.tensors import resolve_device
+
+    generator, _ = load_generator(run, str(resolve_device(device)))
+    return hookable_layers(generator)
+
+
+def modules_of_run(
+    run: str, config: ModulesConfig, out: Path | None = None, device: str = "auto"
+) -> tuple[dict[str, Any], Path]:
+    """``causalscene modules RUN``: :func:`analyse_modules` of a run folder's generator (or
+    ``planted:K``) into ``out`` (default ``RUN/modules-LAYER``), with ``config.json`` beside
+    ``modules.json``. Returns ``(result, out)``."""
+    from causalscene.generators import default_output, load_generator
+    from causalscene.tensors import resolve_device
+    from causalscene.utils import set_seed, write_run_info
+
+    generator, _ = load_generator(run, str(resolve_device(device)))
+    config = _with_ks(generator, config)
+    set_seed(config.seed)
+    out = out or default_output(run, f"modules-{config.layer}")
+    result = analyse_modules(generator, config, out)
+    write_run_info(out, config, seed=config.seed)
+    return result, out
+
+
+def _with_ks(generator: Generator, config: ModulesConfig) -> ModulesConfig:
+    """``config`` with ``ks=None`` made :data:`DEFAULT_KS` up to the layer's channels."""
+    if config.ks is not None:
+        return config
+    channels = {i.name: i.channels for i in hookable_layers(generator)}.get(config.layer, 6)
+    return replace(config, ks=tuple(k for k in DEFAULT_KS if k <= channels))
+
+
+def analyse_modules(generator: Generator, config: ModulesConfig, out: Path) -> dict[str, Any]:
+    """Influence maps, stability over K, NMF and k-means modules, hybrids; figures + modules.json.
+
+    The elementary influence maps of ``config.pairs`` prior latent pairs (Besserve et al. 2020,
+    eq. 2) are computed per pair group (:func:`elementary_influence_maps`); K is the one given,
+    or the most stable (:func:`cluster_stability`); channels are grouped by NMF (k-means beside).
+    Writes ``influence_mosaic.png``, ``templates.png``, ``hybrids.png``, ``stability.png`` (when
+    K was chosen), ``influence_maps.npy`` (the pair-weighted mean maps ``[C, H, W]``) and
+    ``modules.json`` (the returned dict).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    from causalscene import plots
+    from causalscene.utils import atomic_write_json
+
+    check_generator(generator)
+    channels, ks = _check_modules_config(generator, config)
+    out.mkdir(parents=True, exist_ok=True)
+    latents = generator.sample_latents(2 * config.pairs, seed=config.seed)
+    z1, z2 = latents[: config.pairs], latents[config.pairs :]
+    group_maps, maps = _pair_group_maps(generator, config, z1, z2, stable=len(ks) > 1)
+    stability = None
+    if len(ks) > 1:
+        stability = cluster_stability(group_maps, ks, num_splits=config.splits, seed=config.seed)
+        best_k = stability.best_k
+        plots.plot_stability_curve(stability, out / "stability.png")
+    else:
+        best_k = ks[0]
+    nmf = cluster_modules(maps, best_k, seed=config.seed)
+    kmeans = cluster_modules(maps, best_k, method="kmeans", seed=config.seed)
+    _module_figures(generator, config, maps, nmf, z1, z2, out)
+    result = {
+        "layer": config.layer,
+        "channels": channels,
+        "pairs": config.pairs,
+        "k": best_k,
+        "k_chosen_by": "stability" if stability else "given",
+        "nmf_labels": nmf.labels,
+        "modules": {str(j): nmf.members(j) for j in range(best_k)},
+        "kmeans_labels": kmeans.labels,
+        "ari_nmf_vs_kmeans": float(adjusted_rand_score(nmf.labels, kmeans.labels)),
+        "stability": asdict(stability) if stability else None,
+        "figures": [p.name for p in sorted(out.glob("*.png"))],
+    }
+    atomic_write_json(out / "modules.json", result)
+    return result
+
+
+def _check_modules_config(generator: Generator, config: ModulesConfig) -> tuple[int, list[int]]:
+    """The layer's channel count and the K to try; ``ValueError`` for flags that cannot work."""
+    if config.pairs < 1:
+        raise ValueError(f"--pairs must be >= 1, got {config.pairs}")
+    layers = {info.name: info for info in hookable_layers(generator)}
+    if config.layer not in layers:
+        raise ValueError(f"unknown layer '{config.layer}'; hookable layers: {', '.join(layers)}")
+    channels = layers[config.layer].channels
+    ks = list(_with_ks(generator, config).ks or ())
+    if not ks:
+        raise ValueError(f"{config.layer} has {channels} channels: too few for K >= 2 modules")
+    for k in ks:
+        if k < 2 or k > channels:
+            raise ValueError(f"K must lie in [2, {channels}] (channels of {config.layer}), got {k}")
+    if len(ks) > 1 and config.pairs < 2:
+        raise ValueError("choosing K by stability needs --pairs >= 2")
+    return channels, ks
+
+
+def _pair_group_maps(
+    generator: Generator, config: ModulesConfig, z1: torch.Tensor, z2: torch.Tensor, stable: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Elementary maps per pair group ``[G, C, H, W]`` (``G = 1`` unless K is chosen by
+    stability) and their mean over all pairs ``[C, H, W]`` (groups weighted by their size)."""
+    groups = max(2, min(config.groups, config.pairs)) if stable else 1
+    group_maps = elementary_influence_maps(
+        generator, config.layer, z1, z2, num_groups=groups, batch_size=config.batch_size
+    )
+    counts = np.bincount(np.arange(config.pairs) * groups // config.pairs, minlength=groups)
+    weights = torch.as_tensor(
+        counts / counts.sum(), dtype=group_maps.dtype, device=group_maps.device
+    )
+    return group_maps, (group_maps * weights.view(-1, 1, 1, 1)).sum(dim=0)
+
+
+def _module_figures(
+    generator: Generator,
+    config: ModulesConfig,
+    maps: torch.Tensor,
+    nmf: ModuleClustering,
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    out: Path,
+) -> None:
+    """Mosaic of the maps, NMF templates, hybrids of the first pairs; ``influence_maps.npy``."""
+    from causalscene import plots
+
+    n_show = min(config.hybrids, config.pairs)
+    hybrids = module_hybrids(generator, config.layer, nmf, z1[:n_show], z2[:n_show])
+    plots.plot_influence_mosaic(
+        maps,
+        out / "influence_mosaic.png",
+        labels=nmf.labels,
+        title=f"elementary influence maps of {config.layer}",
+    )
+    plots.plot_module_templates(
+        nmf.templates, out / "templates.png", title=f"NMF templates, K={nmf.k}"
+    )
+    plots.plot_module_hybrids(hybrids, out / "hybrids.png", n=n_show)
+    np.save(out / "influence_maps.npy", maps.detach().cpu().numpy())

@@ -21,10 +21,14 @@ of the previous convolution, so successive conv layers give the (filter, map) pa
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+
+from causalscene.generators import Generator, as_module, check_generator, device_of
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ __all__ = [
     "weight_sdr",
     "sdr_penalty",
     "sdr_summary",
+    "analyse_sdr",
+    "sdr_of_run",
 ]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
@@ -243,8 +249,6 @@ def sdr_penalty(module: nn.Module, inputs: Any = None, size: int = 16) -> torch.
 
 def sdr_summary(values: Any, bins: int = 60, log_range: tuple[float, float] = (-1.5, 1.5)) -> dict:
     """Mode (of the log10-SDR histogram), median, mean, spread (std and IQR of log10 SDR), count."""
-    import numpy as np
-
     if isinstance(values, dict):
         values = [v.detach().cpu().reshape(-1) for v in values.values()]
         array = torch.cat(values).numpy() if values else np.zeros(0)
@@ -266,3 +270,113 @@ def sdr_summary(values: Any, bins: int = 60, log_range: tuple[float, float] = (-
         "log10_iqr": float(q75 - q25),
         "fraction_within_1.5x": float(np.mean(np.abs(logs) < np.log10(1.5))),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# the pipeline ``causalscene sdr`` runs
+
+
+def sdr_of_run(
+    run: str, out: Path | None = None, samples: int = 256, seed: int = 0, device: str = "auto"
+) -> tuple[dict[str, Any], Path]:
+    """``causalscene sdr RUN``: :func:`analyse_sdr` of a run folder's generator into ``out``
+    (default ``RUN/sdr``), encoder maps from up to ``samples`` of the run's training images when
+    its data folder is at hand. Returns ``(result, out)``."""
+    from causalscene.generators import default_output, load_generator
+    from causalscene.tensors import resolve_device
+    from causalscene.utils import set_seed, write_run_info
+
+    generator, config = load_generator(run, str(resolve_device(device)))
+    set_seed(seed)
+    out = out or default_output(run, "sdr")
+    images = _run_images(config, samples, generator)
+    result = analyse_sdr(generator, out, images=images, samples=samples, seed=seed)
+    write_run_info(out, {"run": run, "samples": samples}, seed=seed)
+    return result, out
+
+
+def _run_images(config: Any, n: int, generator: Generator) -> torch.Tensor | None:
+    """Up to ``n`` training images of a run (float NCHW), or None when the data is not at hand."""
+    data = getattr(config, "data", None)
+    if not data or not Path(data).is_dir():
+        return None
+    from causalscene.datasets import load_arrays
+    from causalscene.tensors import to_float_images
+
+    images, _ = load_arrays(data)
+    return to_float_images(images[:n], device_of(generator))
+
+
+@torch.no_grad()
+def analyse_sdr(
+    generator: Generator,
+    out: Path,
+    images: torch.Tensor | None = None,
+    samples: int = 256,
+    seed: int = 0,
+    baseline: Generator | None = None,
+) -> dict[str, Any]:
+    """Decoder vs encoder SDR of successive conv layers; histograms and sdr.json.
+
+    Decoder maps come from ``samples`` prior latents, encoder maps from ``images`` (float NCHW in
+    [0, 1]; default: decoded samples). ``baseline`` (an untrained copy) gives the same figures at
+    initialisation, to tell what the architecture alone does. Writes ``sdr_{tag}.npz`` (the
+    finite positive values, ``decoder`` and ``encoder``, that each summary is computed from),
+    ``sdr_histograms.png`` and ``sdr.json`` (the returned dict: per tag, :func:`sdr_summary` of
+    decoder and encoder, and per layer).
+    """
+    from causalscene import plots
+    from causalscene.utils import atomic_write_json
+
+    if samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+    check_generator(generator)
+    out.mkdir(parents=True, exist_ok=True)
+    z = generator.sample_latents(samples, seed=seed)
+    if images is None:
+        images = as_module(generator)(z)
+    result: dict[str, Any] = {}
+    groups: dict[str, np.ndarray] = {}
+    for tag, model in (("trained", generator), ("untrained", baseline)):
+        if model is None:
+            continue
+        result[tag], dec, enc = _decoder_vs_encoder(model, z, images.to(z.device))
+        groups[f"decoder ({tag})"] = dec
+        groups[f"encoder ({tag})"] = enc
+        np.savez(out / f"sdr_{tag}.npz", decoder=dec, encoder=enc)
+    plots.plot_sdr_histograms(groups, out / "sdr_histograms.png")
+    atomic_write_json(out / "sdr.json", result)
+    return result
+
+
+def _decoder_vs_encoder(
+    generator: Generator, z: torch.Tensor, images: torch.Tensor
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Summaries of the decoder's SDRs (on ``z``) and the encoder's (on ``images``), overall and
+    per layer, with the decoder's and encoder's finite positive values."""
+    decoder_sdr = layer_sdr(as_module(generator), z)
+    encoder_sdr = layer_sdr(_encoder_trunk(generator), images)
+    dec, enc = _sdr_values(decoder_sdr), _sdr_values(encoder_sdr)
+    summary = {
+        "decoder": sdr_summary(dec),
+        "encoder": sdr_summary(enc),
+        "decoder_layers": {k: sdr_summary({k: v}) for k, v in decoder_sdr.items()},
+        "encoder_layers": {k: sdr_summary({k: v}) for k, v in encoder_sdr.items()},
+    }
+    return summary, dec, enc
+
+
+def _sdr_values(sdrs: dict[str, torch.Tensor]) -> np.ndarray:
+    """The finite positive SDRs of all layers, flattened (what :func:`sdr_summary` keeps)."""
+    values = [v.detach().cpu().reshape(-1).numpy() for v in sdrs.values()]
+    array = np.concatenate(values) if values else np.zeros(0)
+    return array[np.isfinite(array) & (array > 0)]
+
+
+def _encoder_trunk(generator: Generator) -> nn.Module:
+    """The conv trunk of the generator's VAE encoder (``ValueError`` when it has none)."""
+    vae = getattr(generator, "vae", generator)
+    encoder = getattr(vae, "encoder", None)
+    if encoder is None:
+        raise ValueError("this generator has no encoder to compare with (need a trained VAE run)")
+    return getattr(encoder, "trunk", encoder)

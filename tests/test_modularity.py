@@ -220,9 +220,9 @@ def test_modules_verb_on_planted_generator(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_reproduce_modules_planted(tmp_path):
-    from causalscene import reproduce
+    from causalscene.reproductions import run
 
-    result = reproduce.run("modules-planted", tmp_path, seed=0, scale="small")
+    result = run("modules-planted", tmp_path, seed=0, scale="small", device="cpu")
     assert result["holds"] is True
     assert result["measured"]["stability_peaks_at_true_k"] is True
     for key, measured in result["measured"].items():
