@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from torch.nn import Module
+
     from causalscene.dag import CausalDAG
     from causalscene.queries import QueryResult
 
@@ -401,7 +403,8 @@ def _cage(config: DemoConfig, run: Path, dag_path: Path) -> None:
     """What ``causalscene cage RUN --all-pairs --dag DAG`` does: every pair of binary attributes."""
     from causalscene.cage import CageConfig, analyze_generator
     from causalscene.dag import CausalDAG
-    from causalscene.train import load_dataset, load_run
+    from causalscene.generators import load_generator
+    from causalscene.train import load_dataset
 
     cage_config = CageConfig(
         num_latents=config.cage_latents,
@@ -410,11 +413,10 @@ def _cage(config: DemoConfig, run: Path, dag_path: Path) -> None:
         device=config.device,
     )
     cage_config.validate()
-    model, train_config = load_run(run, device=config.device)
+    generator, train_config = load_generator(str(run), config.device)
     data = Path(str(train_config.data))
     dag = CausalDAG.load(dag_path)
     images, labels = load_dataset(data, None, None)
-    generator = model.as_generator() if hasattr(model, "as_generator") else model
     out = Path(config.out) / "cage"
     analyze_generator(generator, images, labels, None, cage_config, out, dag=dag, data=data)
 
@@ -425,7 +427,7 @@ def _middle_layer(run: Path) -> str:
     from causalscene.modularity import hookable_layers
 
     generator, _ = load_generator(str(run))
-    names = [info.name for info in hookable_layers(generator)]
+    names = [info.name for info in hookable_layers(cast("Module", generator))]
     return names[len(names) // 2]
 
 
@@ -442,7 +444,7 @@ def _modules(config: DemoConfig, run: Path, layer: str) -> None:
     )
     set_seed(config.seed)
     out = Path(config.out) / "modules"
-    analyse_modules(generator, modules_config, out)
+    analyse_modules(cast("Module", generator), modules_config, out)
     write_run_info(out, modules_config, seed=config.seed)
 
 

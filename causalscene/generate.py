@@ -174,7 +174,7 @@ def counterfactual_images(
             values = _cf_codes(model, world, fixed, mode, rng, cache)  # action + prediction (DAG)
         except DAGError as exc:
             raise ValueError(
-                f"image {i}: factual labels {dag.decode({k: [v] for k, v in world.items()})} "
+                f"image {i}: factual labels {dag.decode({k: np.array([v]) for k, v in world.items()})} "
                 f"are impossible under the DAG ({exc})"
             ) from None
         for k in model.rendered:
@@ -357,10 +357,10 @@ def read_image(path: str | Path, size: int) -> np.ndarray:
     Image.MAX_IMAGE_PIXELS = 4096 * 4096  # PIL refuses anything larger (decompression bombs)
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            return np.asarray(img, np.uint8)
+            rgb = img.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, np.uint8)
     except FileNotFoundError:
         raise
     except Exception as exc:
