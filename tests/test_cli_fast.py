@@ -6,24 +6,28 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from causalscene.cli import verb_modules
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("torch", "pyro", "pgmpy")
 
-#: in a fresh interpreter: import and register each verb module, noting the heavy packages each
-#: one pulls in, then build the whole parser
-PROBE = f"""
+#: in a fresh interpreter: import one verb module and let it register its verbs
+ONE_VERB = """
 import argparse, importlib, json, sys
-from causalscene.cli import build_parser, verb_modules
-heavy = {HEAVY!r}
-culprits = {{}}
-for name in verb_modules():
-    before = {{m for m in heavy if m in sys.modules}}
-    module = importlib.import_module(name)
-    if hasattr(module, "register"):
-        module.register(argparse.ArgumentParser().add_subparsers())
-    culprits.update({{m: name for m in heavy if m in sys.modules and m not in before}})
+module = importlib.import_module(sys.argv[1])
+if hasattr(module, "register"):
+    module.register(argparse.ArgumentParser().add_subparsers())
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+#: in a fresh interpreter: build the whole parser
+PARSER = """
+import json, sys
+from causalscene.cli import build_parser
 build_parser()
-print(json.dumps({{"loaded": sorted(m for m in heavy if m in sys.modules), "by": culprits}}))
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
@@ -34,11 +38,20 @@ def _python(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_building_the_parser_imports_no_torch_pyro_or_pgmpy():
-    proc = _python("-c", PROBE)
+def _heavy_loaded(*args: str) -> list[str]:
+    proc = _python(*args)
     assert proc.returncode == 0, proc.stderr
-    found = json.loads(proc.stdout.splitlines()[-1])
-    assert found["loaded"] == [], f"pulled in while building the parser by: {found['by']}"
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("module", verb_modules())
+def test_verb_module_registers_without_torch_pyro_or_pgmpy(module):
+    """A verb imports what it needs when it runs, not when the parser is built."""
+    assert _heavy_loaded("-c", ONE_VERB.format(heavy=HEAVY), module) == []
+
+
+def test_building_the_parser_imports_no_torch_pyro_or_pgmpy():
+    assert _heavy_loaded("-c", PARSER.format(heavy=HEAVY)) == []
 
 
 def test_help_lists_every_verb():

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from causalscene.demo import DemoConfig, DemoObserver, DemoStep
+
+if TYPE_CHECKING:
+    from causalscene.queries import QueryResult
 
 
 def register(subparsers) -> None:
@@ -38,7 +41,7 @@ class _Printer(DemoObserver):
         if step.argv is not None:
             self.console.print("[dim]$ causalscene " + " ".join(step.argv) + "[/dim]")
 
-    def queries(self, results: Sequence[Any]) -> None:
+    def queries(self, results: Sequence[QueryResult]) -> None:
         from causalscene.commands.query import print_result
 
         for result in results:
