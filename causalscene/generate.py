@@ -12,23 +12,57 @@
 - :func:`evaluate` — intervention fidelity and counterfactual minimality measured by an
   :class:`~causalscene.probes.ImageProbe` trained on ground truth (a factorial procgen design
   where the data is procedural: ``causalscene evaluate``).
+
+On a run folder (what the verbs ``generate``, ``counterfactual``, ``infer`` and ``evaluate`` call):
+:func:`write_query_images`, :func:`write_counterfactual_images`, :func:`infer_images`,
+:func:`evaluate_run` (its probe: :func:`evaluation_probe`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from causalscene import queries
 from causalscene.dag import Assignment, DAGError
 from causalscene.model import CausalVAE
+from causalscene.plots import save_image_grid
+from causalscene.probes import (
+    ImageProbe,
+    factorial_source,
+    factorial_training_set,
+    training_design,
+)
 from causalscene.tensors import seeded_generator, to_float_images
+from causalscene.train import TrainConfig, load_dataset, load_run
+from causalscene.utils import atomic_write_json, set_seed
 
-__all__ = ["sample_images", "counterfactual_images", "infer", "evaluate"]
+__all__ = [
+    "sample_images",
+    "counterfactual_images",
+    "infer",
+    "evaluate",
+    "EvaluationConfig",
+    "evaluate_run",
+    "evaluation_probe",
+    "blur_images",
+    "load_causal",
+    "read_image",
+    "read_images",
+    "write_query_images",
+    "write_counterfactual_images",
+    "infer_images",
+]
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +174,7 @@ def counterfactual_images(
             values = _cf_codes(model, world, fixed, mode, rng, cache)  # action + prediction (DAG)
         except DAGError as exc:
             raise ValueError(
-                f"image {i}: factual labels {dag.decode({k: [v] for k, v in world.items()})} "
+                f"image {i}: factual labels {dag.decode({k: np.array([v]) for k, v in world.items()})} "
                 f"are impossible under the DAG ({exc})"
             ) from None
         for k in model.rendered:
@@ -190,24 +224,15 @@ def evaluate(
     - ``identity_max_abs_diff``: do(node = its factual value) vs the reconstruction (should be 0).
     Also ``probe_accuracy`` of ψ on the real images (its own ceiling).
     """
-    rng = np.random.default_rng(seed)
-    dag = model.query_dag()
+    rng = np.random.default_rng(seed)  # one stream, drawn in this order: fidelity, pick, targets
+    fidelity, by_state = _intervention_fidelity(model, probe, n_per_state, rng)
     out: dict[str, Any] = {
-        "fidelity": {},
-        "fidelity_by_state": {},
+        "fidelity": fidelity,
+        "fidelity_by_state": by_state,
         "cf_fidelity": {},
         "preserved": {},
         "identity_max_abs_diff": 0.0,
     }
-    for node in model.rendered:
-        hits = []
-        for s in range(dag.cardinality(node)):
-            imgs, _ = sample_images(
-                model, do={node: s}, n=n_per_state, seed=int(rng.integers(2**31))
-            )
-            hits.append(float(np.mean(probe.predict(imgs)[node] == s)))
-        out["fidelity"][node] = float(np.mean(hits))
-        out["fidelity_by_state"][node] = hits
     m = min(n_counterfactual, len(images))
     pick = rng.choice(len(images), size=m, replace=False)
     x = images[pick]
@@ -216,39 +241,95 @@ def evaluate(
     cache: dict = {}
     impossible = 0
     identity = 0.0
+    dag = model.query_dag()
     for node in model.rendered:
         card = dag.cardinality(node)
-        keep = [v for v in model.rendered if v != node and v not in dag.descendants(node)]
         targets = (lab[node] + 1 + rng.integers(card - 1, size=m)) % card
-        fid, kept, count = [], [], 0
-        for s in range(card):
-            for kind, rows in (
-                ("cf", np.flatnonzero(targets == s)),
-                ("same", np.flatnonzero(lab[node] == s)),
-            ):
-                if len(rows) == 0:
-                    continue
-                sub = {k: v[rows] for k, v in lab.items()}
-                try:
-                    res = counterfactual_images(model, x[rows], {node: s}, sub, cache=cache)
-                except ValueError:
-                    impossible += len(rows)
-                    continue
-                if kind == "same":
-                    diff = (res["counterfactual"] - res["reconstruction"]).abs().max()
-                    identity = max(identity, float(diff))
-                    continue
-                pred = probe.predict(res["counterfactual"])
-                fid.extend(pred[node] == s)
-                for other in keep:
-                    kept.extend(pred[other] == sub[other])
-                count += len(rows)
-        out["cf_fidelity"][node] = float(np.mean(fid)) if fid else float("nan")
-        out["preserved"][node] = float(np.mean(kept)) if kept else float("nan")
+        scores = _counterfactual_scores(model, probe, x, lab, node, targets, cache)
+        out["cf_fidelity"][node] = _mean_or_nan(scores.fidelity)
+        out["preserved"][node] = _mean_or_nan(scores.preserved)
+        impossible += scores.impossible
+        identity = max(identity, scores.identity)
     out["identity_max_abs_diff"] = identity
     out["skipped_impossible_factuals"] = impossible
     out["n_per_state"] = n_per_state
     out["n_counterfactual"] = m
+    return _with_goals(out)
+
+
+def _intervention_fidelity(
+    model: CausalVAE, probe: Any, n_per_state: int, rng: np.random.Generator
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Per rendered node: P(ψ_node = s) on images drawn under do(node = s), averaged and per s."""
+    fidelity: dict[str, float] = {}
+    by_state: dict[str, list[float]] = {}
+    dag = model.query_dag()
+    for node in model.rendered:
+        hits = []
+        for s in range(dag.cardinality(node)):
+            imgs, _ = sample_images(
+                model, do={node: s}, n=n_per_state, seed=int(rng.integers(2**31))
+            )
+            hits.append(float(np.mean(probe.predict(imgs)[node] == s)))
+        fidelity[node] = float(np.mean(hits))
+        by_state[node] = hits
+    return fidelity, by_state
+
+
+@dataclass
+class _NodeScores:
+    """What the counterfactuals on one node measured (see :func:`evaluate`)."""
+
+    fidelity: list[bool] = field(default_factory=list)  #: ψ_node = the new state s'
+    preserved: list[bool] = field(default_factory=list)  #: ψ_m = factual m, non-descendants m
+    impossible: int = 0  #: factual worlds the DAG rules out (skipped)
+    identity: float = 0.0  #: max |do(node = factual) - reconstruction|
+
+
+def _counterfactual_scores(
+    model: CausalVAE,
+    probe: Any,
+    x: np.ndarray,
+    lab: Mapping[str, np.ndarray],
+    node: str,
+    targets: np.ndarray,
+    cache: dict,
+) -> _NodeScores:
+    """do(node = targets[i]) on each image (scored by ψ) and do(node = its factual state) (the
+    identity check), batched by state."""
+    dag = model.query_dag()
+    keep = [v for v in model.rendered if v != node and v not in dag.descendants(node)]
+    scores = _NodeScores()
+    for s in range(dag.cardinality(node)):
+        for kind, rows in (
+            ("cf", np.flatnonzero(targets == s)),
+            ("same", np.flatnonzero(lab[node] == s)),
+        ):
+            if len(rows) == 0:
+                continue
+            sub = {k: v[rows] for k, v in lab.items()}
+            try:
+                res = counterfactual_images(model, x[rows], {node: s}, sub, cache=cache)
+            except ValueError:
+                scores.impossible += len(rows)
+                continue
+            if kind == "same":
+                diff = (res["counterfactual"] - res["reconstruction"]).abs().max()
+                scores.identity = max(scores.identity, float(diff))
+                continue
+            pred = probe.predict(res["counterfactual"])
+            scores.fidelity.extend(pred[node] == s)
+            for other in keep:
+                scores.preserved.extend(pred[other] == sub[other])
+    return scores
+
+
+def _mean_or_nan(values: Sequence[Any]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _with_goals(out: dict[str, Any]) -> dict[str, Any]:
+    """Add ``min_fidelity``, ``min_preserved`` and the pass/fail ``goals`` to an evaluation."""
     out["min_fidelity"] = min(out["fidelity"].values())
     finite = [v for v in out["preserved"].values() if v == v]
     out["min_preserved"] = min(finite) if finite else float("nan")
@@ -257,6 +338,250 @@ def evaluate(
         "preserved>=0.9": bool(finite and out["min_preserved"] >= 0.9),
         # exactly 0 on CPU; GPU kernels (TF32, non-deterministic reductions) differ by ~1e-5,
         # far below one uint8 level (1/255 = 3.9e-3)
-        "identity": bool(identity < 1e-4),
+        "identity": bool(out["identity_max_abs_diff"] < 1e-4),
     }
+    return out
+
+
+# ------------------------------------------------------------------ run folders (the verbs' work)
+def load_causal(run: str | Path, device: str = "cpu") -> tuple[CausalVAE, TrainConfig]:
+    """The :class:`CausalVAE` of a run folder and its config; a ``--no-dag`` run is refused."""
+    model, config = load_run(run, device)
+    if not isinstance(model, CausalVAE):
+        raise ValueError(f"{run}: a --no-dag run has no DAG to query")
+    return model, config
+
+
+def read_image(path: str | Path, size: int) -> np.ndarray:
+    """An image file as uint8 RGB ``[size, size, 3]`` (resized bilinearly when needed)."""
+    Image.MAX_IMAGE_PIXELS = 4096 * 4096  # PIL refuses anything larger (decompression bombs)
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, np.uint8)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
+
+
+def read_images(paths: Sequence[str | Path], size: int) -> np.ndarray:
+    """Image files as uint8 ``[N, size, size, 3]`` (:func:`read_image`)."""
+    return np.stack([read_image(p, size) for p in paths])
+
+
+def named_codes(model: CausalVAE, codes: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One ``{rendered node: state name}`` per item of ``codes`` ({node: int codes [B]})."""
+    names = model.query_dag().decode({k: codes[k] for k in model.rendered})
+    count = len(names[model.rendered[0]]) if model.rendered else 0
+    return [{k: names[k][i] for k in model.rendered} for i in range(count)]
+
+
+def write_query_images(
+    run: str | Path,
+    out: str | Path,
+    evidence: Mapping[str, str] | None = None,
+    do: Mapping[str, str] | None = None,
+    n: int = 16,
+    seed: int = 0,
+    device: str = "cpu",
+) -> list[dict[str, str]]:
+    """``causalscene generate``: ``n`` images of a run's model for ``P(· | do(do), evidence)``
+    (:func:`sample_images`) saved as a grid at ``out``; returns each image's rendered values."""
+    set_seed(seed)
+    model, _ = load_causal(run, device)
+    images, codes = sample_images(model, evidence=evidence, do=do, n=n, seed=seed)
+    save_image_grid(images, out)
+    return named_codes(model, codes)
+
+
+def dataset_items(
+    model: CausalVAE, data: str | Path, index: Sequence[int]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Images ``[B, H, W, C]`` and rendered labels ``{node: [B]}`` of items ``index`` of ``data``."""
+    images, labels = load_dataset(data, model.dag)
+    bad = [i for i in index if not 0 <= i < len(images)]
+    if bad:
+        raise ValueError(f"--index {bad[0]} out of range (dataset has {len(images)} images)")
+    rows = list(index)
+    return images[rows], {k: labels[k][rows] for k in model.rendered}
+
+
+def counterfactual_grid(res: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Rows of factual | reconstruction | counterfactual ``[3B, C, H, W]`` for a 3-column grid."""
+    columns = [res["factual"], res["reconstruction"], res["counterfactual"]]
+    return torch.stack(columns, dim=1).flatten(0, 1)
+
+
+def write_counterfactual_images(
+    run: str | Path,
+    out: str | Path,
+    do: Mapping[str, str],
+    images: Sequence[str | Path] | None = None,
+    index: Sequence[int] | None = None,
+    data: str | Path | None = None,
+    mode: str = "map",
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """``causalscene counterfactual``: counterfactuals of image files (labels read by the
+    classifier) or of dataset items ``index`` of ``data`` (default: the run's data; labels from
+    the data), saved as a factual | reconstruction | counterfactual grid; returns a summary."""
+    set_seed(seed)
+    model, config = load_causal(run, device)
+    labels = None
+    if images:
+        x = read_images(images, model.image_size)
+    else:
+        data = data or (Path(config.data) if config.data else None)
+        if data is None:
+            raise ValueError("--index needs --data DIR")
+        x, labels = dataset_items(model, data, index or [])
+    res = counterfactual_images(model, x, do, labels, mode=mode, seed=seed)
+    save_image_grid(counterfactual_grid(res), out, ncol=3)
+    return {
+        "do": dict(do),
+        "mode": res["mode"],
+        "assumption": res["assumption"],
+        "factual": named_codes(model, res["factual_codes"]),
+        "counterfactual": named_codes(model, res["counterfactual_codes"]),
+        "out": str(out),
+        "columns": ["factual", "reconstruction", "counterfactual"],
+    }
+
+
+def infer_images(
+    run: str | Path, paths: Sequence[str | Path], seed: int = 0, device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """``causalscene infer``: per image file, what it shows (``q(node | x)``, rendered nodes) and
+    implies (``p(node | x)``, hidden nodes) as ``{node: {state: probability}}``."""
+    set_seed(seed)
+    model, _ = load_causal(run, device)
+    res = infer(model, read_images(paths, model.image_size))
+    dag = model.query_dag()
+
+    def named(probs: Mapping[str, np.ndarray], i: int) -> dict[str, dict[str, float]]:
+        return {k: dict(zip(dag.states(k), map(float, v[i]))) for k, v in probs.items()}
+
+    return [
+        {"image": str(path), "shows": named(res["rendered"], i), "hidden": named(res["hidden"], i)}
+        for i, path in enumerate(paths)
+    ]
+
+
+@dataclass
+class EvaluationConfig:
+    """Options of ``causalscene evaluate`` (its flags map onto these)."""
+
+    n_per_state: int = 32  #: images generated per do(node = state)
+    n_counterfactual: int = 48  #: real images whose counterfactuals are scored
+    probe_epochs: int = 4  #: epochs of the image probe ψ
+    probe_images: int = 3000  #: images ψ learns from (each also blurred)
+    seed: int = 0
+    device: str = "cpu"
+
+
+def evaluate_run(
+    run: str | Path, data: str | Path | None = None, config: EvaluationConfig | None = None
+) -> dict[str, Any]:
+    """``causalscene evaluate``: :func:`evaluate` a run's model on ``data`` (default: the run's)
+    with the probe of :func:`evaluation_probe`; writes and returns ``RUN/eval.json``."""
+    config = config or EvaluationConfig()
+    run = Path(run)
+    set_seed(config.seed)
+    model, train_config = load_causal(run, config.device)
+    data = data or (Path(train_config.data) if train_config.data else None)
+    if data is None:
+        raise ValueError("evaluate needs --data DIR (the run has no dataset recorded)")
+    images, labels = load_dataset(data, model.dag)
+    source = factorial_source(data, {node: model.dag.states(node) for node in model.rendered})
+    probe = evaluation_probe(run, model, images, labels, source, config)
+    n_probe = min(len(images), config.probe_images)
+    if source is None and len(images) - n_probe >= config.n_counterfactual:
+        # ψ learnt from the data's first images: counterfactuals start from images it never saw
+        images, labels = images[n_probe:], {k: v[n_probe:] for k, v in labels.items()}
+    tic = time.perf_counter()
+    result = evaluate(
+        model,
+        probe,
+        images,
+        labels,
+        config.n_per_state,
+        config.n_counterfactual,
+        seed=config.seed,
+    )
+    result["seconds"] = time.perf_counter() - tic
+    result["probe_training"] = training_design(source)
+    result["run"] = str(run)
+    result["train_device"] = train_config.device
+    result.update(_training_cost(run))
+    atomic_write_json(run / "eval.json", result)
+    return result
+
+
+def _training_cost(run: Path) -> dict[str, Any]:
+    """``train_seconds`` and ``train_epochs`` from ``RUN/metrics.jsonl`` (empty without it)."""
+    metrics = run / "metrics.jsonl"
+    if not metrics.is_file():
+        return {}
+    lines = [json.loads(s) for s in metrics.read_text().splitlines() if s.strip()]
+    return {"train_seconds": sum(r["seconds"] for r in lines), "train_epochs": len(lines)}
+
+
+def evaluation_probe(
+    run: Path,
+    model: CausalVAE,
+    images: np.ndarray,
+    labels: Mapping[str, np.ndarray],
+    source: Mapping[str, Any] | None,
+    config: EvaluationConfig,
+) -> ImageProbe:
+    """The image probe ψ, trained on ground truth (cached as RUN/probe_factorial.pt or probe.pt).
+
+    On procedural data (``source``: :func:`causalscene.probes.factorial_source`) ψ is trained on
+    fresh items of that generator with every rendered node drawn uniformly and independently (why:
+    that function's docstring). Other data (CelebA) has no renderer, so ψ learns from the data and
+    ``eval.json`` says so.
+
+    ψ sees every training image twice: as is and Gaussian-blurred (σ drawn from 0.5-2 px), so
+    that it reads attributes off a VAE's smoother images too. (Measured: a probe trained on sharp
+    images only read eyeglasses at 100% on real faces but at chance on generated faces that all
+    visibly wore glasses.)"""
+    path = run / ("probe_factorial.pt" if source is not None else "probe.pt")
+    if path.is_file():  # cached per design: an older observational probe.pt is not reused
+        return ImageProbe.load(path, config.device)
+    n = min(len(images), config.probe_images)
+    rng = np.random.default_rng(config.seed)
+    if source is not None:  # procedural data: ψ learns from a factorial design (docstring)
+        images, labels = factorial_training_set(source, n, model.image_size, rng)
+    blurred = blur_images(images[:n], rng.uniform(0.5, 2.0, size=n))
+    train = np.concatenate([images[:n], blurred])
+    codes = {k: np.concatenate([v[:n], v[:n]]) for k, v in labels.items()}
+    probe = ImageProbe(model.dag, model.image_size)
+    probe.fit(train, codes, epochs=config.probe_epochs, seed=config.seed)
+    probe.save(path)
+    return probe
+
+
+def blur_images(images: np.ndarray, sigmas: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Gaussian blur of uint8 NHWC images, one σ (pixels) per image; returns uint8 NHWC."""
+    out = np.empty_like(images)
+    radius = 4
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    for start in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch]))
+        x = x.permute(0, 3, 1, 2).float()
+        sigma = torch.as_tensor(sigmas[start : start + batch], dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
+        kernel = kernel / kernel.sum(-1, keepdim=True)  # [b, 2r+1]
+        b, c, h, w = x.shape
+        y = x.reshape(1, b * c, h, w)
+        k = kernel.repeat_interleave(c, 0)  # [b*c, 2r+1]
+        y = F.pad(y, (radius, radius, radius, radius), mode="replicate")
+        y = F.conv2d(y, k[:, None, None, :], groups=b * c)
+        y = F.conv2d(y, k[:, None, :, None], groups=b * c)
+        y = y.reshape(b, c, h, w).permute(0, 2, 3, 1)
+        out[start : start + batch] = y.round().clamp(0, 255).byte().numpy()
     return out
