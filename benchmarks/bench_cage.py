@@ -2,7 +2,7 @@
 
 Workload (issue 5): every pair of the faces DAG's 9 binary attributes (36 pairs), both directions,
 200 permutations, 10,000 prior latents. The encoded training set is synthetic by default: labels
-sampled from ``dags/faces.yaml`` and latents ``z = A · onehot(labels) + noise`` in ``--latent-dim``
+sampled from the shipped ``faces`` DAG and latents ``z = A · onehot(labels) + noise`` in ``--latent-dim``
 dimensions (so the probes have real structure); ``--run DIR`` uses a trained generator instead.
 
 * batched: :func:`causalscene.cage.permutation_null` — all 9 × 200 refits in one damped-Newton
@@ -24,18 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_latents(n: int, k: int, d: int, seed: int):
     from causalscene.dag import CausalDAG
 
-    dag = CausalDAG.load(ROOT / "dags" / "faces.yaml")
+    dag = CausalDAG.shipped("faces")
     rng = np.random.default_rng(seed)
     labels = dag.sample(n, seed=seed)
     attributes = [a for a in dag.label_nodes if dag.cardinality(a) == 2]
@@ -48,12 +45,12 @@ def synthetic_latents(n: int, k: int, d: int, seed: int):
 
 
 def run_latents(run_dir: str, k: int, seed: int, device: str):
-    from causalscene.commands.cage import binary_attributes, encode_images
-    from causalscene.train import load_dataset, load_run
+    from causalscene.cage_pipeline import binary_attributes, encode_images
+    from causalscene.generators import load_generator
+    from causalscene.train import load_dataset
 
-    model, config = load_run(run_dir, device=device)
+    generator, config = load_generator(run_dir, device=device)
     images, labels = load_dataset(config.data)
-    generator = model.as_generator() if hasattr(model, "as_generator") else model
     z = encode_images(generator, images).numpy()
     attributes = binary_attributes(labels)
     latents = generator.sample_latents(k, seed=seed).cpu().numpy()
