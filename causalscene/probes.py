@@ -209,8 +209,9 @@ class ImageProbe(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             for module in self.modules():
-                if hasattr(module, "reset_parameters") and module is not self:
-                    module.reset_parameters()
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset) and module is not self:
+                    reset()
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
         self.train()
         for epoch in range(int(epochs)):
@@ -269,10 +270,10 @@ class ImageProbe(nn.Module):
         predicted = self.predict(x)
         out = {}
         for name, codes in y.items():
-            codes = codes.numpy()
-            keep = codes >= 0
+            known = codes.numpy()
+            keep = known >= 0
             out[name] = (
-                float((predicted[name][keep] == codes[keep]).mean()) if keep.any() else float("nan")
+                float((predicted[name][keep] == known[keep]).mean()) if keep.any() else float("nan")
             )
         return out
 

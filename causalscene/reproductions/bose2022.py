@@ -228,6 +228,7 @@ def _plain_vae_cage(
     from causalscene.cage import CageConfig
     from causalscene.cage_pipeline import analyze_generator
     from causalscene.dag import CausalDAG
+    from causalscene.generators import check_generator
     from causalscene.reproductions._vae import plain_vae
 
     trained = plain_vae(
@@ -248,7 +249,7 @@ def _plain_vae_cage(
     )
     dag = CausalDAG.shipped(scene)
     analysis = analyze_generator(
-        trained.model,
+        check_generator(trained.model, f"the plain VAE of {scene}"),
         trained.images,
         trained.labels,
         pairs,
