@@ -14,12 +14,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from causalscene.reproductions._base import Context, Measured, Reproduction
+
+if TYPE_CHECKING:
+    from causalscene.cage import CageResult, PairResult
+    from causalscene.cage_pipeline import CageAnalysis
+    from causalscene.flows import MAFGenerator
+    from causalscene.reproductions._vae import TrainedVAE
 
 SOURCE = "Bose, Monti & Grover, TMLR 2022"
 
@@ -130,7 +136,7 @@ def _mog_flow(
     }
 
 
-def _latent_outcome(p: Any) -> dict[str, Any]:
+def _latent_outcome(p: PairResult) -> dict[str, Any]:
     """The :class:`~causalscene.cage.PairResult` of mixture:low_mean under its reproduction's names."""
     return {
         "tau": p.tau,
@@ -146,7 +152,7 @@ def _latent_outcome(p: Any) -> dict[str, Any]:
     }
 
 
-def _mog_figures(flow: Any, result: Any, out: Path, name: str) -> None:
+def _mog_figures(flow: MAFGenerator, result: CageResult, out: Path, name: str) -> None:
     """do(mixture) in data space, and the null histograms."""
     from causalscene import plots
     from causalscene.cage import counterfactual_latents
@@ -167,7 +173,11 @@ def _mog_figures(flow: Any, result: Any, out: Path, name: str) -> None:
 
 
 def _mog_data_outcome(
-    flow: Any, z_train: torch.Tensor, labels: Any, result: Any, permutations: int
+    flow: MAFGenerator,
+    z_train: torch.Tensor,
+    labels: dict[str, np.ndarray],
+    result: CageResult,
+    permutations: int,
 ) -> dict[str, Any]:
     """GATEs with the outcome read off the decoded points by exact oracles (eq. 9)."""
     from causalscene.cage import gate, p_value, permutation_null, tau
@@ -218,13 +228,13 @@ def _plain_vae_cage(
     n_images: int,
     latent_dim: int,
     figures: bool = True,
-) -> tuple[Any, Any]:
+) -> tuple[TrainedVAE, CageAnalysis]:
     """A plain VAE trained on ``n_images`` procgen ``scene`` images, and CAGE on it (``pairs``;
     None: all pairs of binary attributes) beside the scene's DAG, written to ``out/cage``.
 
     Small: 32 px, 6 epochs, 200 permutations, 4,000 latents; full: 30 epochs, 10,000 latents;
     tiny: 1 epoch, narrow nets, 20 permutations, 200 latents. ``figures=False``: tables only.
-    Returns ``(TrainedVAE, CageAnalysis)``."""
+    """
     from causalscene.cage import CageConfig
     from causalscene.cage_pipeline import analyze_generator
     from causalscene.dag import CausalDAG
