@@ -93,7 +93,7 @@ def sklearn_null(z, labels, latents, probe, pairs, permutations, seed, l2):
     return gates
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -108,9 +108,52 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    return parser
 
-    from causalscene.cage import all_pairs, permutation_null
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_batched(z, labels, latents, probe, pairs, args, device):
+    """Seconds of one batched null (after a warm-up), and the null itself."""
+    from causalscene.cage import permutation_null
+
+    z_dev = torch.as_tensor(z, device=device)
+    latents_dev = torch.as_tensor(latents, device=device)
+
+    def batched():
+        out = permutation_null(
+            z_dev, labels, latents_dev, probe, pairs, args.permutations, seed=args.seed
+        )
+        _synchronize(device)
+        return out
+
+    batched()  # warm-up (CUDA context, kernels)
+    start = time.perf_counter()
+    null = batched()
+    return time.perf_counter() - start, null
+
+
+def time_table(z, labels, latents, pairs, args, device):
+    """Seconds of the whole CAGE table (after a warm-up), and the table."""
+    from causalscene.cage import CageConfig, run_cage
+
+    config = CageConfig(
+        permutations=args.permutations, num_latents=len(latents), seed=args.seed, device=args.device
+    )
+    run_cage(z, labels, pairs, config, latents=latents)  # warm-up
+    start = time.perf_counter()
+    table = run_cage(z, labels, pairs, config, latents=latents)
+    _synchronize(device)
+    return time.perf_counter() - start, table
+
+
+def main() -> None:
+    args = _parser().parse_args()
+
+    from causalscene.cage import all_pairs
     from causalscene.probes import LatentProbe
 
     device = torch.device(args.device)
@@ -122,39 +165,13 @@ def main() -> None:
         )
     pairs = all_pairs(list(labels))
     probe = LatentProbe(device=device).fit(z, labels, holdout=0)
-    z_dev = torch.as_tensor(z, device=device)
-    latents_dev = torch.as_tensor(latents, device=device)
-
-    def batched():
-        out = permutation_null(
-            z_dev, labels, latents_dev, probe, pairs, args.permutations, seed=args.seed
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return out
-
-    batched()  # warm-up (CUDA context, kernels)
-    start = time.perf_counter()
-    null = batched()
-    t_batched = time.perf_counter() - start
-
-    from causalscene.cage import CageConfig, run_cage
-
-    config = CageConfig(
-        permutations=args.permutations, num_latents=len(latents), seed=args.seed, device=args.device
-    )
-    run_cage(z, labels, pairs, config, latents=latents)  # warm-up
-    start = time.perf_counter()
-    table = run_cage(z, labels, pairs, config, latents=latents)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t_table = time.perf_counter() - start
+    t_batched, null = time_batched(z, labels, latents, probe, pairs, args, device)
+    t_table, table = time_table(z, labels, latents, pairs, args, device)
 
     k = args.baseline_permutations or args.permutations
     start = time.perf_counter()
     reference = sklearn_null(z, labels, latents, probe, pairs, k, args.seed, probe.l2)
-    t_base_measured = time.perf_counter() - start
-    t_baseline = t_base_measured * args.permutations / k
+    t_baseline = (time.perf_counter() - start) * args.permutations / k
     # The sklearn loop draws the same shuffles only when it runs all permutations of each
     # attribute in order; with fewer, compare the first attribute's first k permutations.
     first = sorted(labels)[0]
@@ -184,22 +201,30 @@ def main() -> None:
         "speedup": t_baseline / t_batched,
         "max_abs_null_gate_difference": diff,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"device: {name}")
-        print(
-            f"workload: {len(labels)} attributes, {len(pairs)} pairs x 2 directions, "
-            f"{args.permutations} permutations, {len(latents)} latents, {len(z)} x {z.shape[1]} training latents"
-        )
-        print(f"batched torch null: {t_batched:.3f} s")
-        print(f"whole CAGE table (probes + GATEs + nulls + MMD, run_cage): {t_table:.3f} s")
-        extra = (
-            f" (extrapolated from {k} permutations per attribute)" if k != args.permutations else ""
-        )
-        print(f"sklearn loop null:  {t_baseline:.3f} s{extra}")
-        print(f"speedup: {t_baseline / t_batched:.1f}x")
-        print(f"max |null GATE difference| (batched vs sklearn): {diff:.2e}")
+    print(json.dumps(result) if args.json else _text(result))
+
+
+def _text(r: dict) -> str:
+    extra = (
+        f" (extrapolated from {r['sklearn_permutations_timed']} permutations per attribute)"
+        if r["sklearn_extrapolated"]
+        else ""
+    )
+    return "\n".join(
+        [
+            f"device: {r['device']}",
+            f"workload: {r['attributes']} attributes, {r['pairs']} pairs x 2 directions, "
+            f"{r['permutations']} permutations, {r['num_latents']} latents, "
+            f"{r['num_train']} x {r['latent_dim']} training latents",
+            f"batched torch null: {r['batched_seconds']:.3f} s",
+            "whole CAGE table (probes + GATEs + nulls + MMD, run_cage): "
+            f"{r['whole_table_seconds']:.3f} s",
+            f"sklearn loop null:  {r['sklearn_seconds']:.3f} s{extra}",
+            f"speedup: {r['speedup']:.1f}x",
+            f"max |null GATE difference| (batched vs sklearn): "
+            f"{r['max_abs_null_gate_difference']:.2e}",
+        ]
+    )
 
 
 if __name__ == "__main__":
