@@ -2,7 +2,7 @@
 
 Workload (issue 5): every pair of the faces DAG's 9 binary attributes (36 pairs), both directions,
 200 permutations, 10,000 prior latents. The encoded training set is synthetic by default: labels
-sampled from ``dags/faces.yaml`` and latents ``z = A · onehot(labels) + noise`` in ``--latent-dim``
+sampled from the shipped ``faces`` DAG and latents ``z = A · onehot(labels) + noise`` in ``--latent-dim``
 dimensions (so the probes have real structure); ``--run DIR`` uses a trained generator instead.
 
 * batched: :func:`causalscene.cage.permutation_null` — all 9 × 200 refits in one damped-Newton
@@ -24,18 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_latents(n: int, k: int, d: int, seed: int):
     from causalscene.dag import CausalDAG
 
-    dag = CausalDAG.load(ROOT / "dags" / "faces.yaml")
+    dag = CausalDAG.shipped("faces")
     rng = np.random.default_rng(seed)
     labels = dag.sample(n, seed=seed)
     attributes = [a for a in dag.label_nodes if dag.cardinality(a) == 2]
@@ -48,12 +45,12 @@ def synthetic_latents(n: int, k: int, d: int, seed: int):
 
 
 def run_latents(run_dir: str, k: int, seed: int, device: str):
-    from causalscene.commands.cage import binary_attributes, encode_images
-    from causalscene.train import load_dataset, load_run
+    from causalscene.cage_pipeline import binary_attributes, encode_images
+    from causalscene.generators import load_generator
+    from causalscene.train import load_dataset
 
-    model, config = load_run(run_dir, device=device)
+    generator, config = load_generator(run_dir, device=device)
     images, labels = load_dataset(config.data)
-    generator = model.as_generator() if hasattr(model, "as_generator") else model
     z = encode_images(generator, images).numpy()
     attributes = binary_attributes(labels)
     latents = generator.sample_latents(k, seed=seed).cpu().numpy()
@@ -96,7 +93,7 @@ def sklearn_null(z, labels, latents, probe, pairs, permutations, seed, l2):
     return gates
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -111,9 +108,52 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    return parser
 
-    from causalscene.cage import all_pairs, permutation_null
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_batched(z, labels, latents, probe, pairs, args, device):
+    """Seconds of one batched null (after a warm-up), and the null itself."""
+    from causalscene.cage import permutation_null
+
+    z_dev = torch.as_tensor(z, device=device)
+    latents_dev = torch.as_tensor(latents, device=device)
+
+    def batched():
+        out = permutation_null(
+            z_dev, labels, latents_dev, probe, pairs, args.permutations, seed=args.seed
+        )
+        _synchronize(device)
+        return out
+
+    batched()  # warm-up (CUDA context, kernels)
+    start = time.perf_counter()
+    null = batched()
+    return time.perf_counter() - start, null
+
+
+def time_table(z, labels, latents, pairs, args, device):
+    """Seconds of the whole CAGE table (after a warm-up), and the table."""
+    from causalscene.cage import CageConfig, run_cage
+
+    config = CageConfig(
+        permutations=args.permutations, num_latents=len(latents), seed=args.seed, device=args.device
+    )
+    run_cage(z, labels, pairs, config, latents=latents)  # warm-up
+    start = time.perf_counter()
+    table = run_cage(z, labels, pairs, config, latents=latents)
+    _synchronize(device)
+    return time.perf_counter() - start, table
+
+
+def main() -> None:
+    args = _parser().parse_args()
+
+    from causalscene.cage import all_pairs
     from causalscene.probes import LatentProbe
 
     device = torch.device(args.device)
@@ -125,39 +165,13 @@ def main() -> None:
         )
     pairs = all_pairs(list(labels))
     probe = LatentProbe(device=device).fit(z, labels, holdout=0)
-    z_dev = torch.as_tensor(z, device=device)
-    latents_dev = torch.as_tensor(latents, device=device)
-
-    def batched():
-        out = permutation_null(
-            z_dev, labels, latents_dev, probe, pairs, args.permutations, seed=args.seed
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return out
-
-    batched()  # warm-up (CUDA context, kernels)
-    start = time.perf_counter()
-    null = batched()
-    t_batched = time.perf_counter() - start
-
-    from causalscene.cage import CageConfig, run_cage
-
-    config = CageConfig(
-        permutations=args.permutations, num_latents=len(latents), seed=args.seed, device=args.device
-    )
-    run_cage(z, labels, pairs, config, latents=latents)  # warm-up
-    start = time.perf_counter()
-    table = run_cage(z, labels, pairs, config, latents=latents)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t_table = time.perf_counter() - start
+    t_batched, null = time_batched(z, labels, latents, probe, pairs, args, device)
+    t_table, table = time_table(z, labels, latents, pairs, args, device)
 
     k = args.baseline_permutations or args.permutations
     start = time.perf_counter()
     reference = sklearn_null(z, labels, latents, probe, pairs, k, args.seed, probe.l2)
-    t_base_measured = time.perf_counter() - start
-    t_baseline = t_base_measured * args.permutations / k
+    t_baseline = (time.perf_counter() - start) * args.permutations / k
     # The sklearn loop draws the same shuffles only when it runs all permutations of each
     # attribute in order; with fewer, compare the first attribute's first k permutations.
     first = sorted(labels)[0]
@@ -187,22 +201,30 @@ def main() -> None:
         "speedup": t_baseline / t_batched,
         "max_abs_null_gate_difference": diff,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"device: {name}")
-        print(
-            f"workload: {len(labels)} attributes, {len(pairs)} pairs x 2 directions, "
-            f"{args.permutations} permutations, {len(latents)} latents, {len(z)} x {z.shape[1]} training latents"
-        )
-        print(f"batched torch null: {t_batched:.3f} s")
-        print(f"whole CAGE table (probes + GATEs + nulls + MMD, run_cage): {t_table:.3f} s")
-        extra = (
-            f" (extrapolated from {k} permutations per attribute)" if k != args.permutations else ""
-        )
-        print(f"sklearn loop null:  {t_baseline:.3f} s{extra}")
-        print(f"speedup: {t_baseline / t_batched:.1f}x")
-        print(f"max |null GATE difference| (batched vs sklearn): {diff:.2e}")
+    print(json.dumps(result) if args.json else _text(result))
+
+
+def _text(r: dict) -> str:
+    extra = (
+        f" (extrapolated from {r['sklearn_permutations_timed']} permutations per attribute)"
+        if r["sklearn_extrapolated"]
+        else ""
+    )
+    return "\n".join(
+        [
+            f"device: {r['device']}",
+            f"workload: {r['attributes']} attributes, {r['pairs']} pairs x 2 directions, "
+            f"{r['permutations']} permutations, {r['num_latents']} latents, "
+            f"{r['num_train']} x {r['latent_dim']} training latents",
+            f"batched torch null: {r['batched_seconds']:.3f} s",
+            "whole CAGE table (probes + GATEs + nulls + MMD, run_cage): "
+            f"{r['whole_table_seconds']:.3f} s",
+            f"sklearn loop null:  {r['sklearn_seconds']:.3f} s{extra}",
+            f"speedup: {r['speedup']:.1f}x",
+            f"max |null GATE difference| (batched vs sklearn): "
+            f"{r['max_abs_null_gate_difference']:.2e}",
+        ]
+    )
 
 
 if __name__ == "__main__":

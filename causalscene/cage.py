@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from causalscene.probes import LatentProbe
+from causalscene.generators import Generator
+from causalscene.probes import ImageProbe, LatentProbe
 from causalscene.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -216,7 +217,7 @@ OutcomeFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def image_outcome(
-    generator: Any, image_probe: Any, outcome: str, batch_size: int = 256
+    generator: Generator, image_probe: ImageProbe, outcome: str, batch_size: int = 256
 ) -> OutcomeFn:
     """Y_e(z) = ψ_e(decode(z)) = P(e = 1 | decoded image) (eq. 9), evaluated in batches."""
     if outcome not in image_probe.cards:
@@ -310,6 +311,41 @@ def permutation_null(
     zk = _as_tensor(z, device, dtype)
     directed = sorted({p for c, e in pairs for p in ((c, e), (e, c))})
     treatments = sorted({c for c, _ in directed})
+    y, w = _shuffled_targets(labels, treatments, permutations, seed, device, dtype)
+    # One batched Newton solve for all refits (``probe.method == "svm"`` loops over sklearn instead).
+    w_all, b_all = probe._solve(zt, y, w)
+    refits = {
+        m: (
+            w_all[i * permutations : (i + 1) * permutations],
+            b_all[i * permutations : (i + 1) * permutations],
+        )
+        for i, m in enumerate(treatments)
+    }
+    gates: dict[tuple[str, str], np.ndarray] = {}
+    for c in treatments:
+        effects = [e for cc, e in directed if cc == c]
+        latent_effects = [e for e in effects if outcome_fns is None or e not in outcome_fns]
+        if latent_effects:
+            values = _latent_null_gates(zk, probe, refits[c], latent_effects, alpha, mode)
+            for j, e in enumerate(latent_effects):
+                gates[(c, e)] = values[:, j]
+        for e in effects:
+            if e not in latent_effects:
+                fn = outcome_fns[e]  # type: ignore[index]
+                gates[(c, e)] = _image_null_gates(zk, refits[c], fn, alpha, mode)
+    return NullDistribution(gates=gates, probes=refits)
+
+
+def _shuffled_targets(
+    labels: Mapping[str, Any],
+    treatments: Sequence[str],
+    permutations: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets ``[A·P, N]`` (each treatment's labels shuffled among its labelled units, P times
+    in order, from one ``default_rng(seed)``) and their weights (0 for a missing label)."""
     rng = np.random.default_rng(seed)
     ys, ws = [], []
     for m in treatments:
@@ -322,51 +358,53 @@ def permutation_null(
             ws.append(codes >= 0)
     y = torch.as_tensor(np.stack(ys), device=device, dtype=dtype)
     w = torch.as_tensor(np.stack(ws), device=device, dtype=dtype)
-    # One batched Newton solve for all refits (``probe.method == "svm"`` loops over sklearn instead).
-    w_all, b_all = probe._solve(zt, y, w)
-    refits = {
-        m: (
-            w_all[i * permutations : (i + 1) * permutations],
-            b_all[i * permutations : (i + 1) * permutations],
-        )
-        for i, m in enumerate(treatments)
-    }
-    gates: dict[tuple[str, str], np.ndarray] = {}
-    for c in treatments:
-        w_t, b_t = refits[c]
-        latent_effects = [
-            e for cc, e in directed if cc == c and (outcome_fns is None or e not in outcome_fns)
-        ]
-        if latent_effects:
-            # All latent outcomes of this treatment at once: [K, P] steps, [P, E] slopes.
-            w_e = torch.stack([probe.params(e)[0] for e in latent_effects])  # [E, D]
-            b_e = torch.stack([probe.params(e)[1] for e in latent_effects])  # [E]
-            norm = w_t.norm(dim=1).clamp_min(1e-12)
-            s1, s0 = _steps(zk @ w_t.T + b_t, norm, float(alpha), mode)  # [K, P]
-            slope = (w_t @ w_e.T) / norm[:, None]  # [P, E]
-            logit_e = (zk @ w_e.T + b_e)[:, None, :]  # [K, 1, E]
-            values = torch.zeros(len(w_t), len(latent_effects), dtype=zk.dtype, device=zk.device)
-            for start in range(0, len(zk), 2048):  # chunk K to bound memory at K·P·E
-                sl = slice(start, start + 2048)
-                y1 = torch.sigmoid(logit_e[sl] + s1[sl, :, None] * slope)
-                y0 = torch.sigmoid(logit_e[sl] - s0[sl, :, None] * slope)
-                values += (y1 - y0).sum(0)
-            values = (values / len(zk)).cpu().numpy()
-            for j, e in enumerate(latent_effects):
-                gates[(c, e)] = values[:, j]
-        for cc, e in directed:
-            if cc != c or e in latent_effects:
-                continue
-            fn = outcome_fns[e]  # type: ignore[index]
-            image_values = []
-            for p in range(permutations):
-                norm_p = w_t[p].norm().clamp_min(1e-12)
-                s1p, s0p = _steps(zk @ w_t[p] + b_t[p], norm_p, float(alpha), mode)
-                h = w_t[p] / norm_p
-                y = fn(zk + s1p[:, None] * h) - fn(zk - s0p[:, None] * h)
-                image_values.append(float(y.mean()))
-            gates[(c, e)] = np.asarray(image_values)
-    return NullDistribution(gates=gates, probes=refits)
+    return y, w
+
+
+def _latent_null_gates(
+    zk: torch.Tensor,
+    probe: LatentProbe,
+    refit: tuple[torch.Tensor, torch.Tensor],
+    effects: Sequence[str],
+    alpha: float,
+    mode: str,
+) -> np.ndarray:
+    """Null GATEs ``[P, E]`` of one treatment's P refitted directions on the latent outcomes
+    φ_e of ``effects``, all at once: ``[K, P]`` steps, ``[P, E]`` slopes, K chunked."""
+    w_t, b_t = refit
+    w_e = torch.stack([probe.params(e)[0] for e in effects])  # [E, D]
+    b_e = torch.stack([probe.params(e)[1] for e in effects])  # [E]
+    norm = w_t.norm(dim=1).clamp_min(1e-12)
+    s1, s0 = _steps(zk @ w_t.T + b_t, norm, float(alpha), mode)  # [K, P]
+    slope = (w_t @ w_e.T) / norm[:, None]  # [P, E]
+    logit_e = (zk @ w_e.T + b_e)[:, None, :]  # [K, 1, E]
+    values = torch.zeros(len(w_t), len(effects), dtype=zk.dtype, device=zk.device)
+    for start in range(0, len(zk), 2048):  # chunk K to bound memory at K·P·E
+        sl = slice(start, start + 2048)
+        y1 = torch.sigmoid(logit_e[sl] + s1[sl, :, None] * slope)
+        y0 = torch.sigmoid(logit_e[sl] - s0[sl, :, None] * slope)
+        values += (y1 - y0).sum(0)
+    return (values / len(zk)).cpu().numpy()
+
+
+def _image_null_gates(
+    zk: torch.Tensor,
+    refit: tuple[torch.Tensor, torch.Tensor],
+    fn: OutcomeFn,
+    alpha: float,
+    mode: str,
+) -> np.ndarray:
+    """Null GATEs ``[P]`` of one treatment's refitted directions on an outcome function (one
+    permutation at a time: each needs its own decoded images)."""
+    w_t, b_t = refit
+    image_values = []
+    for p in range(len(w_t)):
+        norm_p = w_t[p].norm().clamp_min(1e-12)
+        s1p, s0p = _steps(zk @ w_t[p] + b_t[p], norm_p, float(alpha), mode)
+        h = w_t[p] / norm_p
+        y = fn(zk + s1p[:, None] * h) - fn(zk - s0p[:, None] * h)
+        image_values.append(float(y.mean()))
+    return np.asarray(image_values)
 
 
 def p_value(observed: float, null: np.ndarray) -> float:
@@ -455,10 +493,15 @@ class PairResult:
 
 @dataclass
 class CageResult:
+    """Every pair's :class:`PairResult`, with what produced them: the fitted latent probes φ and
+    the k prior latents ``[K, D]`` (on the probe's device) that the GATEs averaged over."""
+
     pairs: list[PairResult]
     config: CageConfig
-    accuracy: dict[str, float]
-    sweep: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, float]  #: held-out probe accuracy per attribute
+    probe: LatentProbe = field(repr=False)
+    latents: torch.Tensor = field(repr=False)
+    sweep: dict[str, Any] = field(default_factory=dict)  #: :func:`alpha_sweep`, when run
 
     def pair(self, cause: str, effect: str) -> PairResult:
         for p in self.pairs:
@@ -495,8 +538,8 @@ def run_cage(
     pairs: str | Sequence[Any],
     config: CageConfig | None = None,
     latents: Any | None = None,
-    generator: Any | None = None,
-    image_probe: Any | None = None,
+    generator: Generator | None = None,
+    image_probe: ImageProbe | None = None,
 ) -> CageResult:
     """The whole CAGE analysis for ``pairs`` on encoded data ``z_train: [N, D]`` with ``labels``.
 
@@ -509,33 +552,20 @@ def run_cage(
     if not labels:
         raise ValueError("labels must name at least one attribute")
     pair_list = parse_pairs(pairs, list(labels))
-    device = torch.device(config.device)
     involved = sorted({a for pair in pair_list for a in pair})
     sub_labels = {a: labels[a] for a in involved}
-    probe = LatentProbe(l2=config.l2, method=config.probe, device=device).fit(
-        z_train, sub_labels, holdout=config.holdout, seed=config.seed
-    )
-    if latents is None:
-        if generator is None:
-            raise ValueError("run_cage needs latents or a generator with sample_latents")
-        latents = generator.sample_latents(config.num_latents, seed=config.seed)
-    zk = _as_tensor(latents, device, probe.weight.dtype)  # type: ignore[union-attr]
-    if zk.ndim != 2 or zk.shape[1] != probe.weight.shape[1]:  # type: ignore[union-attr]
-        raise ValueError(f"latents must be [K, {probe.weight.shape[1]}], got {tuple(zk.shape)}")  # type: ignore[union-attr]
-    outcome_fns: dict[str, OutcomeFn] | None = None
-    if config.outcome == "image":
-        if generator is None or image_probe is None:
-            raise ValueError("outcome 'image' needs a generator and an image probe")
-        outcome_fns = {a: image_outcome(generator, image_probe, a) for a in involved}
+    probe = LatentProbe(l2=config.l2, method=config.probe, device=torch.device(config.device))
+    probe.fit(z_train, sub_labels, holdout=config.holdout, seed=config.seed)
+    zk = _prior_latents(probe, config, latents, generator)
+    outcome_fns = _outcome_fns(config, involved, generator, image_probe)
     null_k = config.null_latents or (len(zk) if config.outcome == "latent" else min(len(zk), 512))
-    null_z = zk[:null_k]
     log.info(
         "permutation null: %d attributes x %d permutations", len(involved), config.permutations
     )
     null = permutation_null(
         z_train,
         sub_labels,
-        null_z,
+        zk[:null_k],
         probe,
         pair_list,
         config.permutations,
@@ -544,70 +574,113 @@ def run_cage(
         config.seed,
         outcome_fns,
     )
-    mmds = {}
-    for a in involved:
-        cf = counterfactual_latents(zk, probe, a, config.alpha, config.mode)
-        factual = zk[cf.treated == 1]
-        moved = cf.z_do1[cf.treated == 0]
-        mmds[a] = (
-            mmd(factual, moved, max_samples=config.mmd_samples, seed=config.seed)
-            if len(factual) >= 2 and len(moved) >= 2
-            else float("nan")
+    mmds = {a: _counterfactual_mmd(zk, probe, a, config) for a in involved}
+    results = [
+        _pair_result(c, e, zk, null_k, probe, null, mmds, outcome_fns, config) for c, e in pair_list
+    ]
+    return CageResult(
+        pairs=results, config=config, accuracy=dict(probe.accuracy_), probe=probe, latents=zk
+    )
+
+
+def _prior_latents(
+    probe: LatentProbe, config: CageConfig, latents: Any | None, generator: Generator | None
+) -> torch.Tensor:
+    """The k prior latents ``[K, D]`` on the probe's device: ``latents``, else drawn from
+    ``generator.sample_latents(config.num_latents, seed=config.seed)``."""
+    assert probe.weight is not None  # fitted
+    if latents is None:
+        if generator is None:
+            raise ValueError("run_cage needs latents or a generator with sample_latents")
+        latents = generator.sample_latents(config.num_latents, seed=config.seed)
+    zk = _as_tensor(latents, probe.weight.device, probe.weight.dtype)
+    if zk.ndim != 2 or zk.shape[1] != probe.weight.shape[1]:
+        raise ValueError(f"latents must be [K, {probe.weight.shape[1]}], got {tuple(zk.shape)}")
+    return zk
+
+
+def _outcome_fns(
+    config: CageConfig,
+    involved: Sequence[str],
+    generator: Generator | None,
+    image_probe: ImageProbe | None,
+) -> dict[str, OutcomeFn] | None:
+    """``{attribute: ψ ∘ decode}`` for the image outcome (eq. 9); None for the latent one."""
+    if config.outcome != "image":
+        return None
+    if generator is None or image_probe is None:
+        raise ValueError("outcome 'image' needs a generator and an image probe")
+    return {a: image_outcome(generator, image_probe, a) for a in involved}
+
+
+def _counterfactual_mmd(
+    zk: torch.Tensor, probe: LatentProbe, attribute: str, config: CageConfig
+) -> float:
+    """MMD between p(z | m = 1) and the moved units' p(z | do(m = 1)); NaN under 2 points."""
+    cf = counterfactual_latents(zk, probe, attribute, config.alpha, config.mode)
+    factual = zk[cf.treated == 1]
+    moved = cf.z_do1[cf.treated == 0]
+    if len(factual) < 2 or len(moved) < 2:
+        return float("nan")
+    return mmd(factual, moved, max_samples=config.mmd_samples, seed=config.seed)
+
+
+def _pair_result(
+    c: str,
+    e: str,
+    zk: torch.Tensor,
+    null_k: int,
+    probe: LatentProbe,
+    null: NullDistribution,
+    mmds: Mapping[str, float],
+    outcome_fns: Mapping[str, OutcomeFn] | None,
+    config: CageConfig,
+) -> PairResult:
+    """GATEs both ways on all k latents, p-values against the null on its first ``null_k``."""
+    fn_e = outcome_fns[e] if outcome_fns else None
+    fn_c = outcome_fns[c] if outcome_fns else None
+    g_ce = gate(zk, probe, c, e, config.alpha, config.mode, fn_e)
+    g_ec = gate(zk, probe, e, c, config.alpha, config.mode, fn_c)
+    n_ce, n_ec = null.gates[(c, e)], null.gates[(e, c)]
+    n_tau = np.abs(n_ce) - np.abs(n_ec)
+    if null_k != len(zk):  # the null used fewer latents: compare like with like
+        g_ce_n = gate(zk[:null_k], probe, c, e, config.alpha, config.mode, fn_e)
+        g_ec_n = gate(zk[:null_k], probe, e, c, config.alpha, config.mode, fn_c)
+    else:
+        g_ce_n, g_ec_n = g_ce, g_ec
+    p_ce, p_ec = p_value(g_ce_n, n_ce), p_value(g_ec_n, n_ec)
+    acc_c, acc_e = probe.accuracy_.get(c, float("nan")), probe.accuracy_.get(e, float("nan"))
+    reliable = bool(
+        config.holdout <= 0 or (acc_c >= config.min_accuracy and acc_e >= config.min_accuracy)
+    )
+    if not reliable:
+        log.warning(
+            "pair %s:%s flagged unreliable: held-out probe accuracy %.3f / %.3f < %.2f",
+            c,
+            e,
+            acc_c,
+            acc_e,
+            config.min_accuracy,
         )
-    results = []
-    for c, e in pair_list:
-        fn_e = outcome_fns[e] if outcome_fns else None
-        fn_c = outcome_fns[c] if outcome_fns else None
-        g_ce = gate(zk, probe, c, e, config.alpha, config.mode, fn_e)
-        g_ec = gate(zk, probe, e, c, config.alpha, config.mode, fn_c)
-        t = tau(g_ce, g_ec)
-        n_ce, n_ec = null.gates[(c, e)], null.gates[(e, c)]
-        n_tau = np.abs(n_ce) - np.abs(n_ec)
-        if null_k != len(zk):  # the null used fewer latents: compare like with like
-            g_ce_n = gate(null_z, probe, c, e, config.alpha, config.mode, fn_e)
-            g_ec_n = gate(null_z, probe, e, c, config.alpha, config.mode, fn_c)
-        else:
-            g_ce_n, g_ec_n = g_ce, g_ec
-        p_ce, p_ec = p_value(g_ce_n, n_ce), p_value(g_ec_n, n_ec)
-        p_t = p_value(tau(g_ce_n, g_ec_n), n_tau)
-        acc_c, acc_e = probe.accuracy_.get(c, float("nan")), probe.accuracy_.get(e, float("nan"))
-        reliable = bool(
-            config.holdout <= 0 or (acc_c >= config.min_accuracy and acc_e >= config.min_accuracy)
-        )
-        results.append(
-            PairResult(
-                cause=c,
-                effect=e,
-                gate_ce=g_ce,
-                gate_ec=g_ec,
-                tau=t,
-                p_ce=p_ce,
-                p_ec=p_ec,
-                p_tau=p_t,
-                mmd_c=mmds[c],
-                mmd_e=mmds[e],
-                accuracy_c=acc_c,
-                accuracy_e=acc_e,
-                reliable=reliable,
-                inferred=_infer(g_ce_n, g_ec_n, p_ce, p_ec, config.level),
-                null_ce=n_ce.tolist(),
-                null_ec=n_ec.tolist(),
-                null_tau=n_tau.tolist(),
-            )
-        )
-        if not reliable:
-            log.warning(
-                "pair %s:%s flagged unreliable: held-out probe accuracy %.3f / %.3f < %.2f",
-                c,
-                e,
-                acc_c,
-                acc_e,
-                config.min_accuracy,
-            )
-    result = CageResult(pairs=results, config=config, accuracy=dict(probe.accuracy_))
-    result.probe = probe  # type: ignore[attr-defined]
-    result.latents = zk  # type: ignore[attr-defined]
-    return result
+    return PairResult(
+        cause=c,
+        effect=e,
+        gate_ce=g_ce,
+        gate_ec=g_ec,
+        tau=tau(g_ce, g_ec),
+        p_ce=p_ce,
+        p_ec=p_ec,
+        p_tau=p_value(tau(g_ce_n, g_ec_n), n_tau),
+        mmd_c=mmds[c],
+        mmd_e=mmds[e],
+        accuracy_c=acc_c,
+        accuracy_e=acc_e,
+        reliable=reliable,
+        inferred=_infer(g_ce_n, g_ec_n, p_ce, p_ec, config.level),
+        null_ce=n_ce.tolist(),
+        null_ec=n_ec.tolist(),
+        null_tau=n_tau.tolist(),
+    )
 
 
 def alpha_sweep(

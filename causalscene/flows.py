@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyro.distributions as dist
@@ -50,12 +50,16 @@ class FlowConfig:
 class MAFGenerator(nn.Module):
     """Masked autoregressive flow ``x = T(z)``, ``z ~ N(0, I)``, with the Generator protocol."""
 
+    loc: torch.Tensor  #: buffers of the standardisation: x = loc + scale · (flow output)
+    scale: torch.Tensor
+
     def __init__(self, config: FlowConfig | None = None):
         super().__init__()
         self.config = config or FlowConfig()
         d = int(self.config.dim)
         if d < 2:
             raise ValueError(f"a flow needs dim >= 2, got {d}")
+        self.latent_dim = d  #: D of the Generator protocol (= the data dimension)
         order = tuple(self.config.order) if self.config.order is not None else tuple(range(d))
         if sorted(order) != list(range(d)):
             raise ValueError(f"order must be a permutation of 0..{d - 1}, got {order}")
@@ -65,7 +69,9 @@ class MAFGenerator(nn.Module):
             layers = []
             for i in range(int(self.config.num_layers)):
                 perm = torch.tensor(order if i % 2 == 0 else order[::-1], dtype=torch.long)
-                arn = AutoRegressiveNN(d, list(self.config.hidden_dims), permutation=perm)
+                arn = AutoRegressiveNN(
+                    d, list(self.config.hidden_dims), permutation=cast(torch.LongTensor, perm)
+                )
                 layers.append(AffineAutoregressive(arn))
         # MAF layout (Papamakarios et al. 2017): each module maps data towards the latent in one
         # parallel pass (density evaluation is fast); decoding inverts them one coordinate at a time.
@@ -74,17 +80,16 @@ class MAFGenerator(nn.Module):
         self.register_buffer("scale", torch.ones(d))
         self.history: list[float] = []
 
-    @property
-    def latent_dim(self) -> int:
-        return int(self.config.dim)
-
     def _base(self) -> dist.Distribution:
         zeros = self.loc.new_zeros(self.latent_dim)
         return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
 
+    def _transforms(self) -> list[AffineAutoregressive]:
+        return [cast(AffineAutoregressive, layer) for layer in self.layers]
+
     def _to_latent(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_det = u.new_zeros(u.shape[0])
-        for layer in self.layers:
+        for layer in self._transforms():
             out = layer(u)
             log_det = log_det + layer.log_abs_det_jacobian(u, out)
             u = out
@@ -98,7 +103,7 @@ class MAFGenerator(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """x = T(z): ``[B, D]`` latents → ``[B, D]`` points."""
         u = z
-        for layer in reversed(self.layers):
+        for layer in reversed(self._transforms()):
             u = layer.inv(u)
         return u * self.scale + self.loc
 

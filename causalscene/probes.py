@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +209,9 @@ class ImageProbe(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             for module in self.modules():
-                if hasattr(module, "reset_parameters") and module is not self:
-                    module.reset_parameters()
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset) and module is not self:
+                    reset()
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
         self.train()
         for epoch in range(int(epochs)):
@@ -268,10 +270,10 @@ class ImageProbe(nn.Module):
         predicted = self.predict(x)
         out = {}
         for name, codes in y.items():
-            codes = codes.numpy()
-            keep = codes >= 0
+            known = codes.numpy()
+            keep = known >= 0
             out[name] = (
-                float((predicted[name][keep] == codes[keep]).mean()) if keep.any() else float("nan")
+                float((predicted[name][keep] == known[keep]).mean()) if keep.any() else float("nan")
             )
         return out
 
@@ -330,64 +332,16 @@ def fit_logistic_batched(
         raise ValueError(f"l2 must be > 0, got {l2}")
     if tol is None:
         tol = 1e-12 if x.dtype == torch.float64 else 1e-9
-    y = y.to(x.dtype)
-    p, n = y.shape
-    shared = x.ndim == 2
-    d = x.shape[-1]
-    ones = x.new_ones(*x.shape[:-1], 1)
-    xa = torch.cat([x, ones], dim=-1)  # [N, D+1] or [P, N, D+1]
-    omega = torch.ones_like(y) if weight is None else weight.to(x.dtype)
-    omega = omega / omega.sum(1, keepdim=True).clamp_min(1e-12)
-    ridge = torch.full((d + 1,), float(l2), dtype=x.dtype, device=x.device)
-    ridge[-1] = 1e-8
-    eye = torch.diag(ridge)
-    theta = x.new_zeros(p, d + 1)
-
-    def logits_of(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        if shared:
-            return t @ xa.T  # [A, N]
-        return torch.einsum("pnd,pd->pn", xa[idx], t)
-
-    def objective(t: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        bce = F.binary_cross_entropy_with_logits(logits, y[idx], reduction="none")
-        return (omega[idx] * bce).sum(1) + 0.5 * (ridge * t * t).sum(1)
-
-    chunk = max(1, int(chunk_elements // max(1, n * (d + 1))))
-    active = torch.arange(p, device=x.device)
+    problem = _LogisticProblems.build(x, y, weight, l2, chunk_elements)
+    d = problem.d
+    theta = x.new_zeros(problem.p, d + 1)
+    active = torch.arange(problem.p, device=x.device)
     for it in range(int(max_iter)):
         if active.numel() == 0:
             break
         th = theta[active]
-        logits = logits_of(th, active)
-        loss = objective(th, logits, active)
-        prob = torch.sigmoid(logits)
-        om = omega[active]
-        resid = om * (prob - y[active])  # [A, N]
-        if shared:
-            grad = resid @ xa + ridge * th
-        else:
-            grad = torch.einsum("pn,pnd->pd", resid, xa[active]) + ridge * th
-        s = om * prob * (1 - prob)
-        hess = torch.empty(len(active), d + 1, d + 1, dtype=x.dtype, device=x.device)
-        for start in range(0, len(active), chunk):
-            sl = slice(start, start + chunk)
-            xs = xa if shared else xa[active[sl]]
-            hess[sl] = (xs * s[sl, :, None]).transpose(1, 2) @ xs
-        step = torch.linalg.solve(hess + eye, grad.unsqueeze(-1)).squeeze(-1)
-        decrement = (grad * step).sum(1)  # Newton decrement² (≥ 0)
-        # Backtracking: per problem, the largest t in {1, 1/2, ..., 1/2^10} that lowers the loss.
-        t = x.new_ones(len(active))
-        accepted = torch.zeros(len(active), dtype=torch.bool, device=x.device)
-        new_th = th
-        for _ in range(11):
-            cand = th - t[:, None] * step
-            cand_loss = objective(cand, logits_of(cand, active), active)
-            ok = (~accepted) & (cand_loss <= loss - 1e-4 * t * decrement)
-            new_th = torch.where(ok[:, None], cand, new_th)
-            accepted |= ok
-            if bool(accepted.all()):
-                break
-            t = torch.where(accepted, t, t * 0.5)
+        loss, step, decrement = problem.newton_step(th, active)
+        new_th, accepted = problem.line_search(th, active, loss, step, decrement)
         theta[active] = new_th
         done = (decrement < tol) | ~accepted
         log.debug(
@@ -395,6 +349,106 @@ def fit_logistic_batched(
         )
         active = active[~done]
     return theta[:, :d].contiguous(), theta[:, d].contiguous()
+
+
+@dataclass
+class _LogisticProblems:
+    """The P problems of :func:`fit_logistic_batched`: design, targets, normalised weights, ridge.
+
+    Methods take ``idx``, the still active problems, and ``t``, their parameters ``[A, D + 1]``.
+    """
+
+    xa: torch.Tensor  #: design with a ones column, ``[N, D+1]`` (shared) or ``[P, N, D+1]``
+    y: torch.Tensor  #: targets ``[P, N]``
+    omega: torch.Tensor  #: sample weights, each row summing to 1, ``[P, N]``
+    ridge: torch.Tensor  #: ``[D+1]``: l2 on w, 1e-8 on the bias
+    shared: bool
+    chunk: int  #: problems per Hessian chunk
+
+    @classmethod
+    def build(
+        cls,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weight: torch.Tensor | None,
+        l2: float,
+        chunk_elements: int,
+    ) -> _LogisticProblems:
+        y = y.to(x.dtype)
+        n = y.shape[1]
+        d = x.shape[-1]
+        ones = x.new_ones(*x.shape[:-1], 1)
+        xa = torch.cat([x, ones], dim=-1)  # [N, D+1] or [P, N, D+1]
+        omega = torch.ones_like(y) if weight is None else weight.to(x.dtype)
+        omega = omega / omega.sum(1, keepdim=True).clamp_min(1e-12)
+        ridge = torch.full((d + 1,), float(l2), dtype=x.dtype, device=x.device)
+        ridge[-1] = 1e-8
+        chunk = max(1, int(chunk_elements // max(1, n * (d + 1))))
+        return cls(xa, y, omega, ridge, x.ndim == 2, chunk)
+
+    @property
+    def p(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def d(self) -> int:
+        return self.xa.shape[-1] - 1
+
+    def logits(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            return t @ self.xa.T  # [A, N]
+        return torch.einsum("pnd,pd->pn", self.xa[idx], t)
+
+    def objective(self, t: torch.Tensor, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        bce = F.binary_cross_entropy_with_logits(logits, self.y[idx], reduction="none")
+        return (self.omega[idx] * bce).sum(1) + 0.5 * (self.ridge * t * t).sum(1)
+
+    def newton_step(
+        self, th: torch.Tensor, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss [A], Newton step [A, D+1], decrement gᵀH⁻¹g [A])`` at ``th``."""
+        xa, d = self.xa, self.d
+        logits = self.logits(th, idx)
+        loss = self.objective(th, logits, idx)
+        prob = torch.sigmoid(logits)
+        om = self.omega[idx]
+        resid = om * (prob - self.y[idx])  # [A, N]
+        if self.shared:
+            grad = resid @ xa + self.ridge * th
+        else:
+            grad = torch.einsum("pn,pnd->pd", resid, xa[idx]) + self.ridge * th
+        s = om * prob * (1 - prob)
+        hess = torch.empty(len(idx), d + 1, d + 1, dtype=xa.dtype, device=xa.device)
+        for start in range(0, len(idx), self.chunk):
+            sl = slice(start, start + self.chunk)
+            xs = xa if self.shared else xa[idx[sl]]
+            hess[sl] = (xs * s[sl, :, None]).transpose(1, 2) @ xs
+        step = torch.linalg.solve(hess + torch.diag(self.ridge), grad.unsqueeze(-1)).squeeze(-1)
+        return loss, step, (grad * step).sum(1)  # Newton decrement² (≥ 0)
+
+    def line_search(
+        self,
+        th: torch.Tensor,
+        idx: torch.Tensor,
+        loss: torch.Tensor,
+        step: torch.Tensor,
+        decrement: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backtracking: per problem, the largest t in {1, 1/2, ..., 1/2^10} that lowers the
+        loss. Returns the new parameters and which problems accepted a step."""
+        t = th.new_ones(len(idx))
+        accepted = torch.zeros(len(idx), dtype=torch.bool, device=th.device)
+        new_th = th
+        for _ in range(11):
+            cand = th - t[:, None] * step
+            cand_loss = self.objective(cand, self.logits(cand, idx), idx)
+            ok = (~accepted) & (cand_loss <= loss - 1e-4 * t * decrement)
+            new_th = torch.where(ok[:, None], cand, new_th)
+            accepted |= ok
+            if bool(accepted.all()):
+                break
+            t = torch.where(accepted, t, t * 0.5)
+        return new_th, accepted
 
 
 def _binary_codes(name: str, codes: Any, n: int) -> np.ndarray:

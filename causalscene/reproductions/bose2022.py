@@ -1,5 +1,390 @@
-"""Placeholder: filled in by the move of this paper's reproductions out of ``commands/``."""
+"""Bose, Monti & Grover, "Controllable Generative Modeling via Causal Reasoning", TMLR 2022 (CAGE).
 
-from causalscene.reproductions._base import Reproduction
+* ``cage-mog`` — masked autoregressive flows on the 2-D Gaussian-mixture toy (section 5.1, Q1).
+* ``cage-morpho`` — a plain VAE on thickness → intensity digits (section 5, Morpho-MNIST).
+* ``cage-faces`` — a plain VAE on procedural faces, its directions set beside the faces DAG
+  (our analogue of Table 3, with a known truth).
 
-REPRODUCTIONS: list[Reproduction] = []
+Scales: ``small`` keeps the settings these reproductions have always had (the numbers in the
+README); ``full`` is paper size; ``tiny`` runs in seconds and only exercises the code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from causalscene.reproductions._base import Context, Measured, Reproduction
+
+if TYPE_CHECKING:
+    from causalscene.cage import CageResult, PairResult
+    from causalscene.cage_pipeline import CageAnalysis
+    from causalscene.flows import MAFGenerator
+    from causalscene.reproductions._vae import TrainedVAE
+
+SOURCE = "Bose, Monti & Grover, TMLR 2022"
+
+
+# ------------------------------------------------------------------------------ cage-mog
+@dataclass(frozen=True)
+class MogPreset:
+    """The sizes of ``cage-mog`` at one scale."""
+
+    n_points: int
+    flows: int  #: flows per input ordering (seeds ``seed .. seed + flows - 1``)
+    num_layers: int
+    hidden_dims: tuple[int, ...]
+    steps: int
+    num_latents: int  #: CAGE's k prior latents
+    permutations: int  #: of the latent-outcome null
+    data_permutations: int  #: of the data-outcome null (eq. 9)
+
+
+def _mog_preset(context: Context) -> MogPreset:
+    return context.pick(
+        tiny=MogPreset(300, 2, 2, (16, 16), 50, 200, 10, 5),
+        small=MogPreset(6_000, 5, 8, (64, 64), 3000, 4_000, 200, 100),
+        full=MogPreset(20_000, 5, 8, (64, 64), 6000, 10_000, 200, 200),
+    )
+
+
+def reproduce_cage_mog(context: Context) -> Measured:
+    """Flows per input ordering (seeds ``seed .. seed + flows - 1``) on one dataset.
+
+    The flows have 8 layers and 3,000 steps at the small scale: of (5 layers, 2,000), (5, 5,000)
+    and (8, 3,000) that one fits held-out points best (mean NLL 2.52 vs 2.59 and 2.55 nats,
+    seeds 0-4).
+
+    The headline outcome is the generated point's own attributes (eq. 9 with exact oracles:
+    ``low_mean`` = 1[mean(x) < 2.5] of the decoded point, ``mixture`` = its exact posterior
+    P(three | x) under procgen's mixture). The latent-probe outcome (eq. 8) is reported beside
+    it: there the effect's linear probe is blurred (its boundary is curved in z) and τ ≈ 0.
+    ``holds``: in each ordering, a majority of the flows (3 of 5) infer mixture → low_mean.
+    """
+    import procgen
+    from causalscene.datasets import load_arrays
+
+    preset = _mog_preset(context)
+    data_dir = procgen.make_dataset(
+        "mog", preset.n_points, 32, context.seed, context.out / "data", overwrite=True
+    )
+    points, labels = load_arrays(data_dir)
+    measured: dict[str, Any] = {"n_points": int(len(points))}
+    holds = True
+    for name, order in (("causal_order", (0, 1)), ("anticausal_order", (1, 0))):
+        seeds = range(context.seed, context.seed + preset.flows)
+        flows = [_mog_flow(context, preset, points, labels, name, order, s) for s in seeds]
+        agree = sum(f["infers_mixture_to_low_mean"] for f in flows)
+        measured[name] = {
+            "order": list(order),
+            "flows_inferring_mixture_to_low_mean": agree,
+            "median_tau": float(np.median([f["tau"] for f in flows])),
+            "median_latent_tau": float(np.median([f["latent_outcome"]["tau"] for f in flows])),
+            "flows": flows,
+        }
+        holds = holds and 2 * agree > len(flows)
+    return measured, bool(holds)
+
+
+def _mog_flow(
+    context: Context,
+    preset: MogPreset,
+    points: np.ndarray,
+    labels: dict[str, np.ndarray],
+    name: str,
+    order: tuple[int, int],
+    flow_seed: int,
+) -> dict[str, Any]:
+    """One flow: fit, CAGE with the latent outcome, then the data outcome; figures of the first."""
+    from causalscene.cage import CageConfig, run_cage
+    from causalscene.flows import FlowConfig, MAFGenerator
+
+    start = time.perf_counter()
+    flow_config = FlowConfig(
+        order=order,
+        num_layers=preset.num_layers,
+        hidden_dims=preset.hidden_dims,
+        steps=preset.steps,
+        seed=flow_seed,
+    )
+    flow = MAFGenerator(flow_config).to(context.device).fit(points)
+    with torch.no_grad():
+        z_train = flow.encode(points)
+    config = CageConfig(
+        alpha=1.0,
+        permutations=preset.permutations,
+        num_latents=preset.num_latents,
+        seed=flow_seed,
+        device=context.device,
+    )
+    result = run_cage(z_train, labels, "mixture:low_mean", config, generator=flow)
+    data = _mog_data_outcome(flow, z_train, labels, result, preset.data_permutations)
+    if flow_seed == context.seed:
+        _mog_figures(flow, result, context.out, name)
+    return {
+        "flow_seed": flow_seed,
+        "flow_nll": float(np.mean(flow.history[-100:])),
+        **data,
+        "infers_mixture_to_low_mean": bool(data["tau"] > 0 and data["p_value"] < 0.05),
+        "latent_outcome": _latent_outcome(result.pairs[0]),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _latent_outcome(p: PairResult) -> dict[str, Any]:
+    """The :class:`~causalscene.cage.PairResult` of mixture:low_mean under its reproduction's names."""
+    return {
+        "tau": p.tau,
+        "gate_mixture_to_low_mean": p.gate_ce,
+        "gate_low_mean_to_mixture": p.gate_ec,
+        "p_value": p.p_ce,
+        "p_value_reverse": p.p_ec,
+        "mmd_mixture": p.mmd_c,
+        "mmd_low_mean": p.mmd_e,
+        "probe_accuracy": {"mixture": p.accuracy_c, "low_mean": p.accuracy_e},
+        "reliable": p.reliable,
+        "inferred": p.inferred,
+    }
+
+
+def _mog_figures(flow: MAFGenerator, result: CageResult, out: Path, name: str) -> None:
+    """do(mixture) in data space, and the null histograms."""
+    from causalscene import plots
+    from causalscene.cage import counterfactual_latents
+
+    latents = result.latents[:400]
+    cf = counterfactual_latents(latents, result.probe, "mixture", 1.0, "shift")
+    with torch.no_grad():
+        decoded = flow.decode(latents).cpu().numpy()
+        moved = torch.where(cf.treated[:, None] == 1, cf.z_do0, cf.z_do1)
+        plots.plot_points_counterfactual(
+            decoded,
+            decoded.mean(1) < 2.5,
+            flow.decode(moved).cpu().numpy(),
+            out / f"counterfactuals_{name}.png",
+            title=f"do(mixture) in data space ({name}); colour = low_mean",
+        )
+    plots.plot_null_histograms(result.pairs, out / f"null_histograms_{name}.png", title=name)
+
+
+def _mog_data_outcome(
+    flow: MAFGenerator,
+    z_train: torch.Tensor,
+    labels: dict[str, np.ndarray],
+    result: CageResult,
+    permutations: int,
+) -> dict[str, Any]:
+    """GATEs with the outcome read off the decoded points by exact oracles (eq. 9)."""
+    from causalscene.cage import gate, p_value, permutation_null, tau
+    from procgen import mog
+
+    def low_mean(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return (flow.decode(z.float()).mean(1) < mog.THRESHOLD).to(z.dtype)
+
+    def mixture(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            decoded = flow.decode(z.float()).cpu().numpy()
+        return torch.as_tensor(mog.posterior_three(decoded), dtype=z.dtype, device=z.device)
+
+    fns = {"low_mean": low_mean, "mixture": mixture}
+    config, probe, latents = result.config, result.probe, result.latents[:2000]
+    g_ce = gate(latents, probe, "mixture", "low_mean", config.alpha, config.mode, low_mean)
+    g_ec = gate(latents, probe, "low_mean", "mixture", config.alpha, config.mode, mixture)
+    pair = [("mixture", "low_mean")]
+    null = permutation_null(
+        z_train,
+        labels,
+        latents,
+        probe,
+        pair,
+        permutations,
+        config.alpha,
+        config.mode,
+        config.seed,
+        fns,
+    )
+    return {
+        "tau": tau(g_ce, g_ec),
+        "gate_mixture_to_low_mean": g_ce,
+        "gate_low_mean_to_mixture": g_ec,
+        "p_value": p_value(g_ce, null.gates[("mixture", "low_mean")]),
+        "p_value_reverse": p_value(g_ec, null.gates[("low_mean", "mixture")]),
+        "permutations": permutations,
+        "latents": int(len(latents)),
+    }
+
+
+# ------------------------------------------------------------------------------ plain VAEs
+def _plain_vae_cage(
+    context: Context,
+    scene: str,
+    pairs: str | None,
+    n_images: int,
+    latent_dim: int,
+    figures: bool = True,
+) -> tuple[TrainedVAE, CageAnalysis]:
+    """A plain VAE trained on ``n_images`` procgen ``scene`` images, and CAGE on it (``pairs``;
+    None: all pairs of binary attributes) beside the scene's DAG, written to ``out/cage``.
+
+    Small: 32 px, 6 epochs, 200 permutations, 4,000 latents; full: 30 epochs, 10,000 latents;
+    tiny: 1 epoch, narrow nets, 20 permutations, 200 latents. ``figures=False``: tables only.
+    """
+    from causalscene.cage import CageConfig
+    from causalscene.cage_pipeline import analyze_generator
+    from causalscene.dag import CausalDAG
+    from causalscene.generators import check_generator
+    from causalscene.reproductions._vae import plain_vae
+
+    trained = plain_vae(
+        context,
+        scene,
+        n_images=n_images,
+        image_size=32,
+        epochs=context.pick(1, 6, 30),
+        latent_dim=latent_dim,
+        base_channels=context.pick(8, 16, 16),
+    )
+    config = CageConfig(
+        alpha=1.0,
+        permutations=context.pick(20, 200, 200),
+        num_latents=context.pick(200, 4_000, 10_000),
+        seed=context.seed,
+        device=context.device,
+    )
+    dag = CausalDAG.shipped(scene)
+    analysis = analyze_generator(
+        check_generator(trained.model, f"the plain VAE of {scene}"),
+        trained.images,
+        trained.labels,
+        pairs,
+        config,
+        context.out / "cage",
+        dag=dag,
+        figures=figures,
+    )
+    return trained, analysis
+
+
+def reproduce_cage_morpho(context: Context) -> Measured:
+    trained, analysis = _plain_vae_cage(
+        context,
+        "morpho",
+        "thickness:intensity",
+        n_images=context.pick(256, 3_000, 20_000),
+        latent_dim=context.pick(4, 8, 16),
+    )
+    p = analysis.result.pairs[0]
+    measured = {
+        "tau": p.tau,
+        "gate_thickness_to_intensity": p.gate_ce,
+        "gate_intensity_to_thickness": p.gate_ec,
+        "p_value": p.p_ce,
+        "p_value_reverse": p.p_ec,
+        "p_tau": p.p_tau,
+        "probe_accuracy": {"thickness": p.accuracy_c, "intensity": p.accuracy_e},
+        "reliable": p.reliable,
+        "inferred": p.inferred,
+        "final_train_elbo": trained.history[-1].get("train_elbo") if trained.history else None,
+    }
+    return measured, bool(p.tau > 0 and p.p_ce < 0.05)
+
+
+EDGES = ("c->e", "e->c")  #: dag_relation's names for a direct edge of the DAG
+
+
+def direction_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Agreement of CAGE with a DAG, by kind of pair, from :class:`~causalscene.cage.DagComparison`
+    rows. Edges (a direct cause → effect of the DAG): how many there are, are reliably probed
+    (scored), come out in the DAG's direction, reversed, or as "none". Pairs the DAG expects no
+    direction for (a common cause only, or d-separated): scored and agreeing ("none" inferred).
+    Indirect paths (c ~> e) are in neither group."""
+    edges = [r for r in rows if r["relation"] in EDGES]
+    scored = [r for r in edges if r["reliable"]]
+    flip = {"c->e": "e->c", "e->c": "c->e"}
+    none_scored = [r for r in rows if r["expected"] == "none" and r["reliable"]]
+    none_agreeing = sum(bool(r["agree"]) for r in none_scored)
+    return {
+        "dag_edges": len(edges),
+        "edges_unreliable": len(edges) - len(scored),
+        "edges_scored": len(scored),
+        "edges_agreeing": sum(r["inferred"] == r["relation"] for r in scored),
+        "edges_reversed": sum(r["inferred"] == flip[r["relation"]] for r in scored),
+        "edges_none": sum(r["inferred"] == "none" for r in scored),
+        "none_pairs_scored": len(none_scored),
+        "none_pairs_agreeing": none_agreeing,
+        "none_pair_agreement": none_agreeing / len(none_scored) if none_scored else float("nan"),
+    }
+
+
+def reproduce_cage_faces(context: Context) -> Measured:
+    """``holds`` rests on the DAG's edges alone (STYLE #16): the paper's claim (section 5.2,
+    Table 3) is that CAGE's inferred directions are consistent with *known cause → effect*
+    relations, here the faces DAG's edges. Pairs the DAG leaves without an edge are no part of
+    that claim (CAGE calling them "none" says nothing about directions), so their agreement is
+    reported separately. The threshold, at least half of the reliably probed edges in the DAG's
+    direction, is the "at least half" the claim sentence stated before any run, now applied to
+    the edges; it was not read off results (the small scale falls below it)."""
+    _, analysis = _plain_vae_cage(
+        context,
+        "faces",
+        None,
+        n_images=context.pick(300, 4_000, 20_000),
+        latent_dim=context.pick(4, 16, 32),
+        figures=context.scale != "tiny",  # 36 pairs' figures would take most of a tiny run
+    )
+    comparison = analysis.comparison
+    assert comparison is not None  # a DAG was given
+    scores = direction_scores(comparison.rows)
+    measured = {
+        **scores,
+        "pairs": len(comparison.rows),
+        "scored_pairs": len(comparison.scored),
+        "all_pairs_agreement": comparison.agreement_fraction,  # edges and none-pairs together
+        "disagreements": [
+            {k: r[k] for k in ("cause", "effect", "relation", "inferred", "tau", "p_ce", "p_ec")}
+            for r in comparison.disagreements()
+        ],
+        "probe_accuracy": analysis.result.accuracy,
+        "rows": comparison.rows,
+    }
+    edges_scored, edges_agreeing = scores["edges_scored"], scores["edges_agreeing"]
+    return measured, bool(edges_scored > 0 and 2 * edges_agreeing >= edges_scored)
+
+
+REPRODUCTIONS = [
+    Reproduction(
+        "cage-mog",
+        claim=(
+            "On a masked autoregressive flow trained on the 2-D Gaussian-mixture toy, CAGE infers "
+            "mixture -> low_mean (tau > 0, GATE permutation p < 0.05), also with the flow's input "
+            "ordering reversed (anti-causal); here: in a majority (3 of 5) of independently "
+            "trained flows per ordering, outcomes measured on the generated points (eq. 9)."
+        ),
+        source=f"{SOURCE}, section 5.1 (Q1) and Appendix C.2",
+        fn=reproduce_cage_mog,
+    ),
+    Reproduction(
+        "cage-morpho",
+        claim=(
+            "On a plain VAE trained on thickness -> intensity digits, CAGE infers thickness -> "
+            "intensity (tau > 0, GATE permutation p < 0.05)."
+        ),
+        source=f"{SOURCE}, section 5 (Morpho-MNIST thickness/intensity)",
+        fn=reproduce_cage_morpho,
+    ),
+    Reproduction(
+        "cage-faces",
+        claim=(
+            "On a plain VAE trained on procedural faces, CAGE infers the prescribed faces DAG's "
+            "direction for at least half of its reliably probed edges (cause -> effect pairs)."
+        ),
+        source=f"{SOURCE}, section 5.2 / Table 3 (CelebA), here with a known truth",
+        fn=reproduce_cage_faces,
+    ),
+]
