@@ -279,10 +279,7 @@ def _common_flags(config: DemoConfig) -> dict[str, Any]:
 
 def _train(config: DemoConfig, dag_path: Path | None, data: Path, run: Path, epochs: int) -> None:
     """What ``causalscene train`` does with these flags: a new model fitted by SVI into ``run``."""
-    from causalscene.dag import CausalDAG
-    from causalscene.model import CausalVAE, PlainVAE
-    from causalscene.train import TrainConfig, fit, load_dataset
-    from causalscene.utils import set_seed
+    from causalscene.train import TrainConfig, train_run
 
     train_config = TrainConfig(
         dag=str(dag_path) if dag_path else None,
@@ -294,25 +291,7 @@ def _train(config: DemoConfig, dag_path: Path | None, data: Path, run: Path, epo
         seed=config.seed,
         no_dag=dag_path is None,
     )
-    dag = CausalDAG.load(dag_path) if dag_path else None
-    dataset = load_dataset(data, dag, train_config.max_images)
-    image_size = dataset[0].shape[1]
-    set_seed(train_config.seed)
-    c = train_config
-    model = (
-        PlainVAE(image_size, c.latent_dim, c.likelihood, c.base_channels)
-        if dag is None
-        else CausalVAE(
-            dag,
-            image_size,
-            c.latent_dim,
-            c.likelihood,
-            learn_cpts=c.learn_cpts,
-            base_channels=c.base_channels,
-            seed=c.seed,
-        )
-    )
-    history = fit(model, dataset, train_config, out=run, dag=dag)
+    _, history = train_run(train_config)
     if history:
         log.info("%s: held-out ELBO %.1f", run, history[-1]["heldout_elbo"])
 
@@ -401,7 +380,8 @@ def _faces_steps(config: DemoConfig, steps: _Steps) -> None:
 
 def _cage(config: DemoConfig, run: Path, dag_path: Path) -> None:
     """What ``causalscene cage RUN --all-pairs --dag DAG`` does: every pair of binary attributes."""
-    from causalscene.cage import CageConfig, analyze_generator
+    from causalscene.cage import CageConfig
+    from causalscene.cage_pipeline import analyze_generator
     from causalscene.dag import CausalDAG
     from causalscene.generators import load_generator
     from causalscene.train import load_dataset

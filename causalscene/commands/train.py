@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from causalscene.model import CausalVAE
 
 
 def register(subparsers) -> None:
@@ -109,38 +105,11 @@ def config_from_args(args):
 
 
 def _main(args) -> int:
-    from causalscene.dag import CausalDAG
-    from causalscene.model import CausalVAE, PlainVAE, TrainableVAE
-    from causalscene.train import TrainingDiverged, fit, load_dataset
-    from causalscene.utils import set_seed
+    from causalscene.train import TrainingDiverged, train_run
 
     config = config_from_args(args)
-    if args.dag is None and not args.no_dag:
-        raise ValueError("--dag FILE is required (or --no-dag for a plain VAE)")
-    if args.learn_cpts and args.no_dag:
-        raise ValueError("--learn-cpts needs a DAG (drop --no-dag)")
-    dag = CausalDAG.load(args.dag) if args.dag else None
-    data = load_dataset(args.data, dag, config.max_images)
-    image_size = data[0].shape[1]
-    set_seed(config.seed)
-    causal = None
-    if dag is not None and not args.no_dag:
-        causal = CausalVAE(
-            dag,
-            image_size,
-            config.latent_dim,
-            config.likelihood,
-            learn_cpts=config.learn_cpts,
-            base_channels=config.base_channels,
-            seed=config.seed,
-        )
-    model: TrainableVAE = (
-        causal
-        if causal is not None
-        else PlainVAE(image_size, config.latent_dim, config.likelihood, config.base_channels)
-    )
     try:
-        history = fit(model, data, config, out=args.out, resume=args.resume)
+        model, history = train_run(config, resume=args.resume)
     except TrainingDiverged as exc:
         print(f"causalscene train: {exc}", file=sys.stderr)
         return 1
@@ -150,26 +119,10 @@ def _main(args) -> int:
             f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.1f}, held-out ELBO "
             f"{last['heldout_elbo']:.1f} ({last['images_per_s']:.0f} images/s on {last['device']})"
         )
-    if causal is not None and causal.learn_cpts:
-        _write_learned_cpts(causal, Path(args.out))
+    cpts = Path(config.out or ".") / "cpts.json"
+    if getattr(model, "learn_cpts", False) and cpts.is_file():
+        import json
+
+        for node, row in json.loads(cpts.read_text()).items():
+            print(f"  CPT {node:18s} max |learned - true| = {row['max_abs_error']:.3f}")
     return 0
-
-
-def _write_learned_cpts(model: CausalVAE, out: Path) -> None:
-    """``cpts.json``: each node's learned CPT beside the DAG file's, and their largest gap."""
-    import numpy as np
-
-    from causalscene.utils import atomic_write_json
-
-    dag, learned = model.dag, model.learned_cpts()
-    table = {
-        n: {
-            "learned": learned[n],
-            "true": np.asarray(dag.cpt(n)),
-            "max_abs_error": float(np.abs(learned[n] - dag.cpt(n)).max()),
-        }
-        for n in dag.nodes
-    }
-    atomic_write_json(out / "cpts.json", table)
-    for n in dag.nodes:
-        print(f"  CPT {n:18s} max |learned - true| = {table[n]['max_abs_error']:.3f}")

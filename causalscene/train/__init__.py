@@ -10,7 +10,8 @@
 * :mod:`.distributed` — torchrun / DistributedDataParallel;
 * :mod:`.checkpoint` — the run folder, checkpoints and exact resume, :func:`load_run`;
 * :mod:`.callbacks` — per-epoch extras (held-out ELBO, metrics.jsonl, grids, checkpoint);
-* :mod:`.loop` — :func:`fit`.
+* :mod:`.loop` — :func:`fit`;
+* :mod:`.run` — :func:`train_run`: a new model trained from a :class:`TrainConfig` alone.
 
 Everything but :mod:`.config` is imported on first use, so importing this package (or the CLI)
 does not import torch.
@@ -43,12 +44,15 @@ if TYPE_CHECKING:
         elbo_loss,
         evaluate_elbo,
     )
+    from causalscene.train.run import new_model, train_run
     from causalscene.train.state import TrainState
 
 __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "fit",
+    "train_run",
+    "new_model",
     "load_run",
     "build_model",
     "load_dataset",
@@ -80,6 +84,8 @@ _LAZY = {
     "GradientSpikeGuard": "causalscene.train.guards",
     "TrainingDiverged": "causalscene.train.guards",
     "fit": "causalscene.train.loop",
+    "train_run": "causalscene.train.run",
+    "new_model": "causalscene.train.run",
     "_Objective": "causalscene.train.objective",
     "_pyro_without_host_syncs": "causalscene.train.objective",
     "consistency_rows": "causalscene.train.objective",
