@@ -19,13 +19,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from torch.nn import Module
-
     from causalscene.dag import CausalDAG
     from causalscene.queries import QueryResult
 
@@ -407,25 +405,18 @@ def _middle_layer(run: Path) -> str:
     from causalscene.modularity import hookable_layers
 
     generator, _ = load_generator(str(run))
-    names = [info.name for info in hookable_layers(cast("Module", generator))]
+    names = [info.name for info in hookable_layers(generator)]
     return names[len(names) // 2]
 
 
 def _modules(config: DemoConfig, run: Path, layer: str) -> None:
     """What ``causalscene modules RUN --layer L --k K`` does: influence maps, NMF modules."""
-    from causalscene.generators import load_generator
-    from causalscene.modularity import ModulesConfig, analyse_modules
-    from causalscene.tensors import resolve_device
-    from causalscene.utils import set_seed, write_run_info
+    from causalscene.modularity import ModulesConfig, modules_of_run
 
-    generator, _ = load_generator(str(run), str(resolve_device(config.device)))
     modules_config = ModulesConfig(
         layer=layer, ks=(config.module_k,), pairs=config.module_pairs, seed=config.seed
     )
-    set_seed(config.seed)
-    out = Path(config.out) / "modules"
-    analyse_modules(cast("Module", generator), modules_config, out)
-    write_run_info(out, modules_config, seed=config.seed)
+    modules_of_run(str(run), modules_config, Path(config.out) / "modules", config.device)
 
 
 # --------------------------------------------------------------------------------- step 12

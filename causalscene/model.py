@@ -104,7 +104,7 @@ class ImageLikelihood(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.log_scale.clamp(math.log(5e-3), 0.0).exp()
 
-    def dist(self, logits: torch.Tensor) -> dist.Distribution:
+    def dist(self, logits: torch.Tensor) -> dist.TorchDistribution:
         if self.kind == "cbernoulli":
             return dist.ContinuousBernoulli(logits=logits.clamp(-15, 15)).to_event(3)
         mean = torch.sigmoid(logits)
@@ -207,6 +207,7 @@ class PlainVAE(TrainableVAE):
         self.image_size = image_size
         self.latent_dim = latent_dim
         self.in_channels = in_channels
+        self.base_channels = base_channels
         self.encoder = Encoder(image_size, latent_dim, 0, in_channels, base_channels)
         self.decoder = Decoder(image_size, latent_dim, in_channels, base_channels)
         self.likelihood = ImageLikelihood(likelihood, in_channels)
@@ -217,7 +218,7 @@ class PlainVAE(TrainableVAE):
             "image_size": self.image_size,
             "latent_dim": self.latent_dim,
             "likelihood": self.likelihood.kind,
-            "base_channels": self.encoder.trunk.conv1.out_channels,
+            "base_channels": self.base_channels,
             "in_channels": self.in_channels,
         }
 
@@ -353,6 +354,7 @@ class CausalVAE(TrainableVAE):
                     for n in dag.nodes
                 ]
             )
+        self.base_channels = base_channels
         self.encoder = Encoder(image_size, latent_dim, self.cond_dim, in_channels, base_channels)
         self.decoder = Decoder(
             image_size, latent_dim + self.cond_dim, in_channels, base_channels, self.cond_dim
@@ -370,7 +372,7 @@ class CausalVAE(TrainableVAE):
             "latent_dim": self.latent_dim,
             "likelihood": self.likelihood.kind,
             "learn_cpts": self.learn_cpts,
-            "base_channels": self.encoder.trunk.conv1.out_channels,
+            "base_channels": self.base_channels,
             "in_channels": self.in_channels,
             "cpt_prior": self.cpt_prior,
         }
@@ -418,7 +420,7 @@ class CausalVAE(TrainableVAE):
             )
         return torch.cat(parts, dim=-1)
 
-    def x_dist(self, z: torch.Tensor, onehot: torch.Tensor) -> dist.Distribution:
+    def x_dist(self, z: torch.Tensor, onehot: torch.Tensor) -> dist.TorchDistribution:
         """p(x | rendered nodes, z) with decoder input ``u = [z ; one-hots]``."""
         logits = self.decoder(torch.cat([z, onehot.to(z.dtype)], dim=-1))
         return self.likelihood.dist(_full(logits))  # float32 likelihood under bf16 autocast
@@ -710,6 +712,7 @@ class CausalVAE(TrainableVAE):
             x = to_float_images(x).to(self.device)
             batch = x.shape[0]
         else:
+            assert labels is not None
             batch = len(next(iter(labels.values())))
         labels = self.check_labels(labels or {}, batch)
         if not self.dag.hidden_nodes:
@@ -720,6 +723,7 @@ class CausalVAE(TrainableVAE):
         if (missing or partial) and x is None:
             raise ValueError(f"labels of {', '.join(missing + partial)} missing and no image given")
         if missing or partial:
+            assert x is not None  # checked above
             probs = self.classify(x)
             prior = self._dag_marginals()
             for node in missing + partial:
@@ -807,7 +811,7 @@ class CausalGenerator(nn.Module):
 
     @property
     def decoder(self) -> Decoder:
-        return self.vae.decoder
+        return self.vae.decoder  # type: ignore[return-value]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.decode(u)

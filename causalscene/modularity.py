@@ -615,8 +615,8 @@ def region_masks(k: int, image_size: int, tiles: int = 4, seed: int = 0) -> torc
         raise ValueError(f"image size {image_size} is not a multiple of tiles={tiles}")
     if not 1 <= k <= tiles * tiles:
         raise ValueError(f"k must lie in [1, {tiles * tiles}], got {k}")
-    owner = np.arange(tiles * tiles) % k
-    owner = np.random.default_rng(seed).permutation(owner).reshape(tiles, tiles)
+    owners = np.arange(tiles * tiles) % k
+    owner = np.random.default_rng(seed).permutation(owners).reshape(tiles, tiles)
     side = image_size // tiles
     pixel_owner = torch.as_tensor(np.kron(owner, np.ones((side, side), dtype=np.int64)))
     return (pixel_owner[None] == torch.arange(k)[:, None, None]).float()
@@ -631,6 +631,8 @@ class PlantedModulesGenerator(nn.Module):
     ``hidden`` (the layer whose ``k*m`` channels carry the modules: channel ``c`` belongs to module
     ``c // m``), ``up``, ``to_rgb``. Weights are random with a fixed seed (no training needed).
     """
+
+    masks: torch.Tensor  #: ``[k, H, W]`` region of each module (a buffer)
 
     def __init__(
         self,
@@ -654,11 +656,13 @@ class PlantedModulesGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(width, 3 * k, 3, padding=1, groups=k)
         for module in (self.stem, self.hidden, self.refine, self.to_rgb):
             fan_in = module.weight[0].numel()
+            bias = module.bias
+            assert bias is not None
             with torch.no_grad():
                 module.weight.copy_(
                     torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
                 )
-                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+                bias.copy_(0.1 * torch.randn(bias.shape, generator=generator))
         self.register_buffer("masks", region_masks(k, image_size, seed=seed))
 
     def true_labels(self) -> np.ndarray:

@@ -86,7 +86,7 @@ def save_image_grid(
         image = Image.fromarray(grid)
         if scale != 1.0:
             image = image.resize(
-                (int(grid.shape[1] * scale), int(grid.shape[0] * scale)), Image.NEAREST
+                (int(grid.shape[1] * scale), int(grid.shape[0] * scale)), Image.Resampling.NEAREST
             )
         image.save(buffer, format="PNG")
         return atomic_write_bytes(path, buffer.getvalue())
@@ -378,7 +378,7 @@ def plot_sdr_histograms(
         array = array[np.isfinite(array) & (array > 0)]
         ax.hist(
             np.clip(np.log10(array), -1.5, 1.5),
-            bins=edges,
+            bins=list(edges),
             alpha=0.55,
             density=True,
             label=f"{name} (n={array.size})",

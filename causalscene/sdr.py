@@ -122,7 +122,10 @@ def _upsample_zeros(maps: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor
     return out
 
 
-def conv_filters(module: nn.Module) -> torch.Tensor:
+Conv = nn.Conv2d | nn.ConvTranspose2d
+
+
+def conv_filters(module: Conv) -> torch.Tensor:
     """A conv layer's filters as ``[O, I/groups, k, k]`` (transposed convs' weights reordered)."""
     weight = module.weight
     if isinstance(module, nn.ConvTranspose2d):
@@ -133,10 +136,11 @@ def conv_filters(module: nn.Module) -> torch.Tensor:
     return weight
 
 
-def _pair_sdr(module: nn.Module, maps: torch.Tensor, center: bool, eps: float) -> torch.Tensor:
+def _pair_sdr(module: Conv, maps: torch.Tensor, center: bool, eps: float) -> torch.Tensor:
     """SDR of every (filter, input map) pair of one conv layer → ``[O, I/groups]``."""
     if isinstance(module, nn.ConvTranspose2d):
-        maps = _upsample_zeros(maps, module.stride)
+        sh, sw = module.stride
+        maps = _upsample_zeros(maps, (sh, sw))
     filters = conv_filters(module)
     psd = map_psd(maps, center)  # [I, H, W]
     out_channels, in_per_group = filters.shape[:2]
@@ -165,9 +169,9 @@ def layer_sdr(
     order; gradients flow when the caller enables them.
     """
     names = {module: name for name, module in model.named_modules() if isinstance(module, _CONVS)}
-    recorded: list[tuple[str, nn.Module, torch.Tensor]] = []
+    recorded: list[tuple[str, Conv, torch.Tensor]] = []
 
-    def hook(module: nn.Module, args: Any) -> None:
+    def hook(module: Conv, args: Any) -> None:
         recorded.append((names[module], module, args[0]))
 
     handles = [module.register_forward_pre_hook(hook) for module in names]
@@ -192,7 +196,7 @@ def layer_sdr(
     return out
 
 
-def _white_output_psd(module: nn.Module, size: int) -> torch.Tensor:
+def _white_output_psd(module: Conv, size: int) -> torch.Tensor:
     """Density of each output channel of ``module`` fed independent white noise: ``[O, n, n]``."""
     filters = conv_filters(module)
     return torch.fft.fft2(filters.float(), s=(size, size)).abs().square().sum(dim=1)
