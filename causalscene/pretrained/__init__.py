@@ -1,0 +1,28 @@
+"""Small pretrained models shipped with the package: a CausalVAE on 64 px rpg fight scenes and one
+on 64 px faces, trained by ``causalscene train`` at the GPU budget (50,000 procgen images, 100
+epochs, batch 512, lr 1e-3, base channels 32, latent 16, the label-consistency term on a quarter
+of each batch; one H200). Each folder is a run folder (``config.json`` with the command line,
+``model.json``, ``dag.json``, ``metrics.jsonl``, ``eval.json`` measured on the GPU right after
+training, the last sample and reconstruction grids) whose ``checkpoint.pt`` holds the weights
+alone, stored as float16 (loaded into float32 by :func:`causalscene.train.load_run`, with
+``weights_only=True``); it cannot be resumed.
+
+``path("faces")`` is the folder, usable wherever a run folder is (``causalscene generate``, ``cage``...).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["NAMES", "path"]
+
+NAMES = ("rpg", "faces")
+
+
+def path(name: str) -> Path:
+    """The run folder of the pretrained model ``name`` (one of :data:`NAMES`)."""
+    if name not in NAMES:
+        raise ValueError(f"no pretrained model '{name}' (shipped: {', '.join(NAMES)})")
+    folder = resources.files(__name__).joinpath(name)
+    return Path(str(folder))
