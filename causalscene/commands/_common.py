@@ -42,9 +42,14 @@ def add_device(p: ArgumentParser, default: str = "auto") -> None:
     )
 
 
-def add_json(p: ArgumentParser, what: str = "the result") -> None:
+def add_json(p: ArgumentParser, what: str = "the result", always: bool = False) -> None:
+    """``--json``; ``always=True`` for a verb whose result is JSON anyway (the flag then only makes
+    it one compact line, or applies to the verb's other outputs), which its help says."""
+    note = "; this verb prints JSON without the flag too" if always else ""
     p.add_argument(
-        "--json", action="store_true", help=f"print {what} as one strict JSON document on stdout"
+        "--json",
+        action="store_true",
+        help=f"print {what} as one strict JSON document on stdout{note}",
     )
 
 

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
         help="tiny: seconds (tests); small: CPU minutes; full: paper size, for a GPU",
     )
     add_device(p)
-    add_json(p, "the list of names too (the result is JSON either way)")
+    add_json(p, "the list of names (a reproduction's result is JSON either way)")
     add_no_progress(p, draws_bar=False)
     p.set_defaults(func=_main)
 
