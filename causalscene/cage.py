@@ -48,6 +48,7 @@ import torch
 
 from causalscene.generators import Generator
 from causalscene.probes import ImageProbe, LatentProbe
+from causalscene.tensors import resolve_device
 from causalscene.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -91,7 +92,7 @@ class CageConfig:
     level: float = 0.05  #: significance level for inferred directions
     mmd_samples: int = 1000  #: points per sample in the MMD
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  #: auto | cpu | cuda[:K]
 
     def validate(self) -> None:
         if not self.alpha > 0:
@@ -554,7 +555,7 @@ def run_cage(
     pair_list = parse_pairs(pairs, list(labels))
     involved = sorted({a for pair in pair_list for a in pair})
     sub_labels = {a: labels[a] for a in involved}
-    probe = LatentProbe(l2=config.l2, method=config.probe, device=torch.device(config.device))
+    probe = LatentProbe(l2=config.l2, method=config.probe, device=resolve_device(config.device))
     probe.fit(z_train, sub_labels, holdout=config.holdout, seed=config.seed)
     zk = _prior_latents(probe, config, latents, generator)
     outcome_fns = _outcome_fns(config, involved, generator, image_probe)

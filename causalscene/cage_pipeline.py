@@ -15,7 +15,7 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from causalscene.cage import CageConfig, CageResult, DagComparison, PairResult
 from causalscene.dag import CausalDAG, DAGError
 from causalscene.generators import EncodingGenerator, Generator, has_encoder
 from causalscene.probes import ImageProbe, LatentProbe
+from causalscene.tensors import resolve_device
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -72,6 +73,7 @@ def analyze_run(
     from causalscene.train import load_dataset
 
     config.validate()
+    config = replace(config, device=str(resolve_device(config.device)))  # auto → cuda or cpu
     generator, train_config = load_generator(str(run), device=config.device)
     if data is None and train_config is not None and train_config.data:
         data = train_config.data
@@ -233,6 +235,7 @@ def analyze_generator(
     (:func:`causalscene.probes.factorial_source`)."""
     from causalscene.cage import alpha_sweep, compare_with_dag, image_outcome, run_cage
 
+    config = replace(config, device=str(resolve_device(config.device)))  # auto → cuda or cpu
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pair_list = _pair_list(pairs, labels, dag)

@@ -3,6 +3,10 @@
 Each verb lives in a module of :mod:`causalscene.commands` that defines ``register(subparsers)``;
 the parser it adds sets ``func`` (called with the parsed args, returns an exit status). Errors of
 the user's making (``ValueError``, ``FileNotFoundError``) print one line and exit with status 2.
+A reader that goes away (``causalscene ... --json | head``) ends the command quietly with status
+141 (128 + SIGPIPE, what a shell reports for ``yes | head`` under ``set -o pipefail``): the output
+was cut short, which 0 would hide, but no traceback is printed. The flags every verb shares and
+the one console they print with are in :mod:`causalscene.commands._common`.
 
 Building the parser imports every verb module, so those import nothing heavy (torch, pyro, pgmpy,
 matplotlib) at module level: ``causalscene --help`` answers in well under a second, and each verb
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -22,6 +27,9 @@ import causalscene.commands as commands_pkg
 from causalscene import __version__
 
 log = logging.getLogger("causalscene")
+
+#: exit status when stdout's reader has gone away (128 + SIGPIPE)
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(ValueError):
@@ -50,12 +58,23 @@ def verb_modules() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     import warnings
 
     # pgmpy 1.1 announces its own deprecations on import; they are not the user's concern.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"pgmpy\.")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    finally:  # --help, --version and usage errors exit here: their output meets a closed pipe now
+        sys.stdout.flush()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -64,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe raises here, inside main, not at interpreter exit
+        return code
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"causalscene {args.verb}: error: {message}", file=sys.stderr)
@@ -72,6 +93,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what is still buffered does
+    not raise a second ``BrokenPipeError`` (the recipe of Python's ``signal`` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no file (a test's capture)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -49,6 +49,7 @@ class DemoConfig:
     out: Path = Path("demo_out")
     seed: int = 0
     device: str = "cpu"
+    progress: bool = True  #: progress bars (procgen, training) on stderr
     image_size: int = 64
     rpg_images: int = 4000
     faces_images: int = 4000
@@ -240,7 +241,7 @@ def _procgen(name: str, n: int, config: DemoConfig, folder: Path) -> Path:
         config.seed,
         folder,
         workers=workers,
-        progress=True,
+        progress=config.progress,
         preview=True,
     )
 
@@ -288,6 +289,7 @@ def _train(config: DemoConfig, dag_path: Path | None, data: Path, run: Path, epo
         device=config.device,
         seed=config.seed,
         no_dag=dag_path is None,
+        progress=config.progress,
     )
     _, history = train_run(train_config)
     if history:

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from causalscene.probes import (
     factorial_training_set,
     training_design,
 )
-from causalscene.tensors import seeded_generator, to_float_images
+from causalscene.tensors import resolve_device, seeded_generator, to_float_images
 from causalscene.train import TrainConfig, load_dataset, load_run
 from causalscene.utils import atomic_write_json, set_seed
 
@@ -489,6 +489,7 @@ def evaluate_run(
     """``causalscene evaluate``: :func:`evaluate` a run's model on ``data`` (default: the run's)
     with the probe of :func:`evaluation_probe`; writes and returns ``RUN/eval.json``."""
     config = config or EvaluationConfig()
+    config = replace(config, device=str(resolve_device(config.device)))  # auto → cuda or cpu
     run = Path(run)
     set_seed(config.seed)
     model, train_config = load_causal(run, config.device)

@@ -1,9 +1,10 @@
-"""Small shared helpers: atomic writes, seeding, run folders, ``k=v`` parsing."""
+"""Small shared helpers: atomic writes, strict JSON, seeding, run folders, ``k=v`` parsing."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import sys
@@ -26,6 +27,7 @@ __all__ = [
     "write_run_info",
     "package_version",
     "to_jsonable",
+    "dumps",
 ]
 
 
@@ -61,7 +63,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Numpy/torch scalars and arrays, dataclasses and paths to plain JSON types."""
+    """Numpy/torch scalars and arrays, dataclasses and paths to plain JSON types.
+
+    Strict JSON has no NaN or Infinity: a non-finite float (Python, numpy or torch) becomes
+    ``None`` (``null``), so every file and every line we write parses anywhere."""
     if is_dataclass(value) and not isinstance(value, type):
         return to_jsonable(asdict(value))
     if isinstance(value, dict):
@@ -72,19 +77,27 @@ def to_jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, np.ndarray):
         return to_jsonable(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
     if isinstance(value, np.bool_):
         return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
     if hasattr(value, "detach") and hasattr(value, "tolist"):  # torch tensor
         return to_jsonable(value.detach().cpu().tolist())
     return value
 
 
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as strict JSON text (:func:`to_jsonable`, then ``allow_nan=False``, so a value that
+    slips past the conversion raises instead of writing ``NaN``). Every JSON the CLI prints and
+    every JSON file the library writes goes through here."""
+    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+
+
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
-    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=indent) + "\n")
+    """``obj`` as strict JSON (:func:`dumps`) at ``path``, atomically."""
+    return atomic_write_text(path, dumps(obj, indent=indent) + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

@@ -11,9 +11,17 @@ The reproductions ``cage-mog``, ``cage-morpho`` and ``cage-faces`` live in
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from causalscene.commands._common import (
+    add_device,
+    add_json,
+    add_no_progress,
+    add_seed,
+    console,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from causalscene.cage_pipeline import CageAnalysis
@@ -37,10 +45,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--probe-epochs", type=int, default=5, help="image-probe epochs (--outcome image)"
     )
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    add_device(p)
+    add_seed(p)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json(p, "the result (what cage.json holds)")
+    add_no_progress(p, draws_bar=False)
     p.set_defaults(func=_main)
 
 
@@ -74,7 +83,7 @@ def _main(args) -> int:
         probe_epochs=args.probe_epochs,
     )
     if args.json:
-        print(json.dumps(analysis.payload))
+        print_json(analysis.payload)
     else:
         _print_table(analysis)
     return 0
@@ -91,12 +100,11 @@ def _parse_alphas(text: str) -> list[float]:
 
 
 def _print_table(analysis: CageAnalysis) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    out = console()
     if analysis.comparison is not None:
-        console.print(analysis.comparison.rich_table())
+        out.print(analysis.comparison.rich_table())
         return
     table = Table(title="CAGE")
     for col in ("pair", "τ", "GATE c→e", "GATE e→c", "p c→e", "p e→c", "inferred", "reliable"):
@@ -112,4 +120,4 @@ def _print_table(analysis: CageAnalysis) -> None:
             p.inferred,
             str(p.reliable),
         )
-    console.print(table)
+    out.print(table)

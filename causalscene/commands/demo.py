@@ -1,43 +1,58 @@
-"""``causalscene demo [--quick] [--out DIR] [--seed K] [--device D] [--epochs N]``: the whole story,
-end to end (:func:`causalscene.demo.run_demo`), printed step by step with each step's command."""
+"""``causalscene demo [--quick] [--out DIR] [--seed K] [--device D] [--epochs N] [--json]``: the
+whole story, end to end (:func:`causalscene.demo.run_demo`), printed step by step with each step's
+command. With ``--json`` the steps are told on stderr and stdout carries one JSON object."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from causalscene.commands._common import (
+    add_device,
+    add_json,
+    add_no_progress,
+    add_seed,
+    console,
+    print_json,
+)
 from causalscene.demo import DemoConfig, DemoObserver, DemoStep
 
 if TYPE_CHECKING:
     from causalscene.queries import QueryResult
+
+#: the steps' rules are this wide at most (a piped console is much wider: commands._common)
+RULE_WIDTH = 100
 
 
 def register(subparsers) -> None:
     d = DemoConfig()
     p = subparsers.add_parser("demo", help="the whole story end to end (make demo)")
     p.add_argument("--out", type=Path, default=d.out)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="cpu | cuda | auto")
+    add_seed(p, d.seed)
+    add_device(p)
     p.add_argument("--quick", action="store_true", help="tiny sizes (about a minute)")
     p.add_argument("--epochs", type=int, default=None, help="override both training budgets")
+    add_json(p, "the report's path and the run time (the steps go to stderr)")
+    add_no_progress(p)
     p.set_defaults(func=_main)
 
 
 class _Printer(DemoObserver):
     """Each step as a rule with its command line; the exact query tables."""
 
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console()
+    def __init__(self, stderr: bool = False) -> None:
+        self.console = console(stderr)
+        self.seconds: float | None = None
 
     def step(self, step: DemoStep) -> None:
-        self.console.rule(
+        from rich.rule import Rule
+
+        title = (
             f"[bold]step {step.number}/{step.total}[/bold] {step.title}  "
             f"[dim]({step.elapsed:.0f} s so far)[/dim]"
         )
+        self.console.print(Rule(title), width=min(self.console.width, RULE_WIDTH))
         if step.argv is not None:
             self.console.print("[dim]$ causalscene " + " ".join(step.argv) + "[/dim]")
 
@@ -49,16 +64,26 @@ class _Printer(DemoObserver):
 
     def finished(self, seconds: float) -> None:
         self.console.print(f"demo finished in {seconds:.0f} s")
+        self.seconds = seconds
 
 
 def _main(args) -> int:
     from causalscene.demo import run_demo
+    from causalscene.tensors import resolve_device
 
-    overrides = {"out": args.out, "seed": args.seed, "device": args.device}
+    overrides = {
+        "out": args.out,
+        "seed": args.seed,
+        "device": str(resolve_device(args.device)),  # the run records the device it used
+        "progress": not args.no_progress,
+    }
     config = DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
     if args.epochs is not None:
         config.rpg_epochs = config.faces_epochs = args.epochs
-    page = run_demo(config, _Printer())
-    print(json.dumps({"report": str(page)}))
-    print(f"The report is at {page}")
+    printer = _Printer(stderr=args.json)
+    page = run_demo(config, printer)
+    if args.json:
+        print_json({"report": page, "seconds": printer.seconds})
+    else:
+        print(f"The report is at {page}")
     return 0

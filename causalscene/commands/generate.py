@@ -4,12 +4,21 @@
 - ``causalscene counterfactual RUN (--image PNG | --index I --data DIR) --do k=v --out cf.png``
 - ``causalscene infer RUN --image PNG``
 - ``causalscene evaluate RUN [--data DIR]`` → ``RUN/eval.json``
+
+``infer`` and ``evaluate`` print their result as strict JSON with or without ``--json``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from causalscene.commands._common import (
+    add_device,
+    add_json,
+    add_no_progress,
+    add_seed,
+    print_json,
+)
 
 
 def register(subparsers) -> None:
@@ -19,9 +28,10 @@ def register(subparsers) -> None:
     p.add_argument("--do", nargs="*", default=[], metavar="NODE=STATE")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--out", type=Path, default=Path("generated.png"))
-    p.add_argument("--json", action="store_true", help="print each image's node values as JSON")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_json(p, "each image's node values")
+    add_seed(p)
+    add_device(p)
+    add_no_progress(p, draws_bar=False)
     p.set_defaults(func=_generate)
 
     p = subparsers.add_parser(
@@ -44,16 +54,18 @@ def register(subparsers) -> None:
         help="MAP of the counterfactual rendered nodes (default) or a sample",
     )
     p.add_argument("--out", type=Path, default=Path("counterfactual.png"))
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_json(p, "the factual and counterfactual node values")
+    add_seed(p)
+    add_device(p)
+    add_no_progress(p, draws_bar=False)
     p.set_defaults(func=_counterfactual)
 
     p = subparsers.add_parser("infer", help="posterior of the hidden nodes given an image")
     p.add_argument("run", type=Path)
     p.add_argument("--image", type=Path, nargs="+", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_json(p, "the posteriors on one line", always=True)
+    add_seed(p)
+    add_device(p)
     p.set_defaults(func=_infer)
 
     p = subparsers.add_parser("evaluate", help="intervention fidelity + counterfactual minimality")
@@ -63,8 +75,10 @@ def register(subparsers) -> None:
     p.add_argument("--n-counterfactual", type=int, default=48)
     p.add_argument("--probe-epochs", type=int, default=4)
     p.add_argument("--probe-images", type=int, default=3000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_json(p, "the headline scores (all are in RUN/eval.json)", always=True)
+    add_seed(p)
+    add_device(p)
+    add_no_progress(p, draws_bar=False)
     p.set_defaults(func=_evaluate)
 
 
@@ -76,7 +90,7 @@ def _generate(args) -> int:
     do = parse_assignments(args.do, "do")
     rows = write_query_images(args.run, args.out, evidence, do, args.n, args.seed, args.device)
     if args.json:
-        print(json.dumps({"evidence": evidence, "do": do, "out": str(args.out), "images": rows}))
+        print_json({"evidence": evidence, "do": do, "out": args.out, "images": rows})
     else:
         print(f"wrote {args.out} ({args.n} images; first: {','.join(rows[0].values())})")
     return 0
@@ -97,14 +111,18 @@ def _counterfactual(args) -> int:
         seed=args.seed,
         device=args.device,
     )
-    print(json.dumps(summary) if args.json else f"wrote {args.out}: {summary['counterfactual']}")
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {args.out}: {summary['counterfactual']}")
     return 0
 
 
 def _infer(args) -> int:
     from causalscene.generate import infer_images
 
-    print(json.dumps(infer_images(args.run, args.image, args.seed, args.device), indent=2))
+    result = infer_images(args.run, args.image, args.seed, args.device)
+    print_json(result, indent=None if args.json else 2)
     return 0
 
 
@@ -121,5 +139,5 @@ def _evaluate(args) -> int:
     )
     result = evaluate_run(args.run, args.data, config)
     keys = ("fidelity", "preserved", "identity_max_abs_diff", "goals")
-    print(json.dumps({k: result[k] for k in keys}))
+    print_json({k: result[k] for k in keys})
     return 0

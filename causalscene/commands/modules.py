@@ -11,6 +11,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from causalscene.commands._common import (
+    add_device,
+    add_json,
+    add_no_progress,
+    add_seed,
+    console,
+    print_json,
+)
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -31,9 +40,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default RUN/modules-LAYER)"
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_device(p)
+    add_seed(p)
+    add_json(p, "the result (what modules.json holds) or the layers")
+    add_no_progress(p, draws_bar=False)
     p.set_defaults(func=_main)
 
 
@@ -57,28 +67,26 @@ def _main(args) -> int:
     )
     result, out = modules_of_run(args.run, config, out=args.out, device=args.device)
     if args.json:
-        print(json.dumps(json.loads((out / "modules.json").read_text())))
+        print_json(json.loads((out / "modules.json").read_text()))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     title = f"{args.layer}: K = {result['k']} ({result['k_chosen_by']})"
     table = Table("module", "channels", title=title)
     for j, members in result["modules"].items():
         table.add_row(j, " ".join(map(str, members)))
-    Console().print(table)
+    console().print(table)
     print(f"figures and modules.json in {out}")
     return 0
 
 
 def _print_layers(layers, as_json: bool) -> None:
     if as_json:
-        print(json.dumps([asdict(info) for info in layers]))
+        print_json([asdict(info) for info in layers])
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("layer", "type", "channels", "output")
     for info in layers:
         table.add_row(info.name, info.kind, str(info.channels), f"{info.height}x{info.width}")
-    Console().print(table)
+    console().print(table)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from causalscene.commands._common import add_json, add_no_progress, add_seed, print_json
+
 GENERATOR_NAMES = ("rpg", "faces", "morpho", "mog")
 
 
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--size", type=int, default=None, help="image size in pixels (default: 64; morpho 28)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    add_seed(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.add_argument(
@@ -36,7 +38,8 @@ def register(subparsers) -> None:
         default=None,
         help="morpho: MNIST idx images file (default: sklearn digits)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
+    add_json(p, "what was written")
     p.set_defaults(func=_main)
 
 
@@ -66,6 +69,18 @@ def _main(args) -> int:
         **options,
     )
     seconds = time.perf_counter() - start
+    if args.json:
+        preview = out / "preview.png" if args.preview else None
+        print_json(
+            {
+                "generator": args.generator,
+                "n": args.n,
+                "out": out,
+                "seconds": seconds,
+                "preview": preview,
+            }
+        )
+        return 0
     print(f"wrote {args.n} {args.generator} items to {out} in {seconds:.1f} s")
     if args.preview:
         print(f"preview: {out / 'preview.png'}")

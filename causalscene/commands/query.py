@@ -7,8 +7,10 @@ when ``--do`` is given; otherwise conditional.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from causalscene.commands._common import add_json, add_seed, print_json
+from causalscene.commands._common import console as _console
 
 
 def register(subparsers) -> None:
@@ -20,8 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--factual", nargs="*", default=[], metavar="K=V")
     p.add_argument("--noise", choices=["monotone", "gumbel"], default="monotone")
     p.add_argument("--num-samples", type=int, default=20_000, help="Gumbel-noise Monte Carlo size")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_seed(p)
+    add_json(p, "the query's result")
     p.set_defaults(func=_main)
 
 
@@ -45,11 +47,10 @@ def run_query(dag, variables, evidence, do, factual, noise="monotone", num_sampl
 
 
 def print_result(result, console=None) -> None:
-    """A rich table of a query result."""
-    from rich.console import Console
+    """A rich table of a query result (on ``console``, default :func:`_common.console`)."""
     from rich.table import Table
 
-    console = console or Console()
+    out = console or _console()
     given = []
     if result.factual:
         given.append("factual " + ", ".join(f"{k}={v}" for k, v in result.factual.items()))
@@ -60,16 +61,16 @@ def print_result(result, console=None) -> None:
     title = f"{result.kind}: P({', '.join(result.variables)}" + (
         f" | {'; '.join(given)})" if given else ")"
     )
-    console.print(f"[bold]{title}[/bold]")
+    out.print(f"[bold]{title}[/bold]")
     table = Table()
     frame = result.to_frame()
     for column in frame.columns:
         table.add_column(column, justify="right" if column == "probability" else "left")
     for row in frame.itertuples(index=False):
         table.add_row(*[str(x) for x in row[:-1]], f"{row[-1]:.6f}")
-    console.print(table)
+    out.print(table)
     if result.assumption:
-        console.print(f"[dim]assumption: {result.assumption}[/dim]")
+        out.print(f"[dim]assumption: {result.assumption}[/dim]")
 
 
 def _main(args) -> int:
@@ -88,7 +89,7 @@ def _main(args) -> int:
         seed=args.seed,
     )
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print_json(result.to_dict())
     else:
         print_result(result)
     return 0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from causalscene.commands._common import add_json, add_seed, print_json
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="static HTML report of a run or results folder")
     p.add_argument("source", type=Path, help="a training run folder or any results folder")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: SOURCE)")
-    p.add_argument("--seed", type=int, default=0, help="unused; every verb takes --seed")
+    add_json(p, "the page's path")
+    add_seed(p, used=False)
     p.set_defaults(func=_main)
 
 
@@ -17,5 +20,8 @@ def _main(args) -> int:
     from causalscene.report import build_report
 
     path = build_report(args.source, args.out or args.source)
-    print(f"report: {path}")
+    if args.json:
+        print_json({"report": path})
+    else:
+        print(f"report: {path}")
     return 0

@@ -8,6 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from causalscene.commands._common import (
+    add_device,
+    add_json,
+    add_no_progress,
+    add_seed,
+    print_json,
+)
+
 
 def register(subparsers) -> None:
     q = subparsers.add_parser(
@@ -16,9 +24,10 @@ def register(subparsers) -> None:
     q.add_argument("run", help="training run folder")
     q.add_argument("--out", type=Path, default=None, help="output folder (default RUN/sdr)")
     q.add_argument("--samples", type=int, default=256, help="latents / images for the maps")
-    q.add_argument("--device", default="auto")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_device(q)
+    add_seed(q)
+    add_json(q, "the result (what sdr.json holds)")
+    add_no_progress(q, draws_bar=False)
     q.set_defaults(func=_main)
 
 
@@ -29,7 +38,7 @@ def _main(args) -> int:
         args.run, out=args.out, samples=args.samples, seed=args.seed, device=args.device
     )
     if args.json:
-        print(json.dumps(json.loads((out / "sdr.json").read_text())))
+        print_json(json.loads((out / "sdr.json").read_text()))
         return 0
     for part in ("decoder", "encoder"):
         s = result["trained"][part]

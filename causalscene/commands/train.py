@@ -6,6 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from causalscene.commands._common import (
+    add_device,
+    add_json,
+    add_no_progress,
+    add_seed,
+    print_json,
+)
+
 
 def register(subparsers) -> None:
     from causalscene.train.config import TrainConfig
@@ -27,8 +35,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--likelihood", choices=["gaussian", "laplace", "cbernoulli"], default=d.likelihood
     )
-    p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:K]")
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_device(p, d.device)
+    add_seed(p, d.seed)
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.add_argument("--learn-cpts", action="store_true", help="learn the CPTs (Dirichlet prior)")
     p.add_argument("--no-dag", action="store_true", help="a plain VAE: the decoder sees only z")
@@ -69,7 +77,8 @@ def register(subparsers) -> None:
         help="capture the whole step as one CUDA graph and replay it (one GPU; removes Pyro's "
         "per-step Python overhead; drops each epoch's last incomplete batch)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    add_no_progress(p)
+    add_json(p, "the last epoch's metrics (and learnt CPTs' errors)")
     p.set_defaults(func=_main)
 
 
@@ -113,16 +122,23 @@ def _main(args) -> int:
     except TrainingDiverged as exc:
         print(f"causalscene train: {exc}", file=sys.stderr)
         return 1
+    cpts_file = Path(config.out or ".") / "cpts.json"
+    cpts = {}
+    if getattr(model, "learn_cpts", False) and cpts_file.is_file():
+        import json
+
+        cpts = json.loads(cpts_file.read_text())
+    if args.json:
+        print_json(
+            {"run": config.out, "last_epoch": history[-1] if history else None, "cpts": cpts}
+        )
+        return 0
     if history:
         last = history[-1]
         print(
             f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.1f}, held-out ELBO "
             f"{last['heldout_elbo']:.1f} ({last['images_per_s']:.0f} images/s on {last['device']})"
         )
-    cpts = Path(config.out or ".") / "cpts.json"
-    if getattr(model, "learn_cpts", False) and cpts.is_file():
-        import json
-
-        for node, row in json.loads(cpts.read_text()).items():
-            print(f"  CPT {node:18s} max |learned - true| = {row['max_abs_error']:.3f}")
+    for node, row in cpts.items():
+        print(f"  CPT {node:18s} max |learned - true| = {row['max_abs_error']:.3f}")
     return 0

@@ -35,6 +35,7 @@ from causalscene.utils import (
     atomic_torch_save,
     atomic_write_json,
     atomic_write_text,
+    dumps,
     write_run_info,
 )
 
@@ -54,7 +55,7 @@ def write_run_folder(run: TrainState) -> None:
 
 
 def write_metrics(out: Path, history: Sequence[Mapping[str, Any]]) -> None:
-    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    atomic_write_text(out / "metrics.jsonl", "".join(dumps(h) + "\n" for h in history))
 
 
 # ---------------------------------------------------------------------------------- checkpoints
