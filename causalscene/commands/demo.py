@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="cpu | cuda | auto")
     p.add_argument("--quick", action="store_true", help="tiny sizes (about a minute)")
-    p.add_argument("--epochs", type=int, default=None, help="override both training budgets")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of the live training")
     p.set_defaults(func=_main)
 
 
@@ -57,7 +57,7 @@ def _main(args) -> int:
     overrides = {"out": args.out, "seed": args.seed, "device": args.device}
     config = DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
     if args.epochs is not None:
-        config.rpg_epochs = config.faces_epochs = args.epochs
+        config.faces_epochs = args.epochs
     page = run_demo(config, _Printer())
     print(json.dumps({"report": str(page)}))
     print(f"The report is at {page}")
