@@ -64,7 +64,7 @@ def _dag_section(out: Path) -> dict[str, Any]:
     return {
         "title": "The scene's causal DAG",
         "text": "rpg_fight.yaml: blue nodes are rendered (they condition the decoder), grey ones hidden (strength, defense, attack skill: never in the labels, summed out exactly).",
-        "images": _images(out, (out / "dags" / "rpg_fight.png", "rpg_fight DAG")),
+        "images": _images(out, (out / "dags" / "rpg_fight.png", "rpg_fight DAG"), scale=0.8),
     }
 
 
@@ -76,7 +76,7 @@ def _rungs_section(out: Path, exact: Mapping[str, QueryResult]) -> dict[str, Any
     ]
     return {
         "title": "Seeing vs doing: the actor's attack skill",
-        "text": "Observing an attack makes a high attack skill more likely; forcing the attack (do) cuts the arrows into action, so the belief stays at its prior. Exact answers (variable elimination), then 16 images drawn for each query. "
+        "text": "Observing an attack makes a high attack skill more likely; forcing the attack (do) cuts the arrows into action, so the belief stays at its prior. Exact answers (variable elimination), then 16 images drawn for each query, from the same 16 latents z: the two grids differ by the node values alone. "
         + _pretrained_note(),
         "tables": [
             {
@@ -104,43 +104,60 @@ def _readoff_section(out: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"title": "What the images say", "text": "(not run)"}
     result = json.loads(path.read_text())
-    probe = result.get("probe", {})
-    accuracy = probe.get("accuracy_fresh_factorial", {})
+    accuracy = result.get("probe", {}).get("accuracy_fresh_factorial", {})
     nodes = list(result["given"])
     acc = ", ".join(f"{n} {accuracy[n]:.3f}" for n in nodes if n in accuracy)
-    rows = []
-    for node in nodes:
-        for i, state in enumerate(result["given"][node]["states"]):
-            row: list[Any] = [node, state]
-            for query in ("given", "do"):
-                entry = result[query][node]
-                row += [round(entry["exact"][i], 3), _share(entry["read"][i], entry["read_se"][i])]
-            rows.append(row)
+    n = result["num_images"]
     return {
         "title": "What the images say",
-        "text": f"The attack skill is hidden: no image shows it. Its parents actor and actor_type are rendered and upstream of action (actor, actor_type → actor_attack, strength, defense → action), so evidence on action moves them and do(action) does not, and the images can show which. For {result['num_images']} images generated given action = attack and {result['num_images']} under do(action = attack), an image probe ψ reads actor_type and actor off the pixels; the share of each state it reads is set beside the exact P(· | action = attack) and P(· | do(action = attack)). Given an attack, type2 actors are more frequent and type3 ones rarer (type3 has the weakest attack); under do the images keep the prior. The actor itself barely moves (0.518 vs 0.5): the images agree. ψ learned from a factorial design (every rendered node drawn uniformly and independently), so it cannot read actor_type off the action through the DAG's correlation; its accuracy on fresh factorial scenes: {acc}. Numbers: images/readoff.json.",
-        "tables": [
-            {
-                "title": "exact vs read off the images (± one binomial standard error)",
-                "columns": [
-                    "node",
-                    "state",
-                    "exact | attack",
-                    "read | attack",
-                    "exact | do(attack)",
-                    "read | do(attack)",
-                ],
-                "rows": rows,
-            }
-        ],
+        "text": f"The attack skill is hidden: no image shows it. Its parents actor and actor_type are rendered and upstream of action (actor, actor_type → actor_attack, strength, defense → action), so evidence on action moves them and do(action) does not; the images can show which. For {n} images generated given action = attack and {n} under do(action = attack), an image probe ψ reads actor_type and actor off the pixels. Given an attack, the exact answer makes type2 actors more frequent and type3 ones rarer (type3 has the weakest attack) and barely moves the actor (0.518 vs 0.5); under do both keep the prior. Each query shows three numbers per state: exact, the share of images whose decoder was fed that state (drawn from the exact answer: they differ by sampling alone), and the share ψ reads off the pixels (it differs from the fed share by the generator's and ψ's errors). {_readoff_gaps(result)} ψ learned from a factorial design (every rendered node drawn uniformly and independently), so it cannot read actor_type off the action through the DAG's correlation; its accuracy on fresh factorial scenes: {acc}. Numbers: images/readoff.json.",
+        "tables": [_readoff_table(result)],
         "images": _images(
             out,
             (
                 out / "images" / "readoff.png",
-                "light bars: exact; hatched: read off generated images by the probe",
+                "light bars: exact; hatched: read off generated images by the probe (± 1 SE)",
             ),
         ),
     }
+
+
+def _readoff_table(result: Mapping[str, Any]) -> dict[str, Any]:
+    rows = []
+    for node in result["given"]:
+        for i, state in enumerate(result["given"][node]["states"]):
+            row: list[Any] = [node, state]
+            for query in ("given", "do"):
+                entry = result[query][node]
+                row += [
+                    round(entry["exact"][i], 3),
+                    round(entry["fed"][i], 3),
+                    _share(entry["read"][i], entry["read_se"][i]),
+                ]
+            rows.append(row)
+    columns = ["node", "state"]
+    for query in ("| attack", "| do(attack)"):
+        columns += [f"exact {query}", f"fed {query}", f"read {query}"]
+    return {
+        "title": "exact, fed to the decoder, read off the images (± 1 SE)",
+        "columns": columns,
+        "rows": rows,
+    }
+
+
+def _readoff_gaps(result: Mapping[str, Any]) -> str:
+    """The largest gaps, read vs exact and read vs fed, over every state of both queries."""
+    exact_gap, fed_gap = (0.0, ""), (0.0, "")
+    for query in ("given", "do"):
+        for node, entry in result[query].items():
+            for i, state in enumerate(entry["states"]):
+                where = f"{node} = {state}, {'given' if query == 'given' else 'under do'}"
+                exact_gap = max(exact_gap, (abs(entry["read"][i] - entry["exact"][i]), where))
+                fed_gap = max(fed_gap, (abs(entry["read"][i] - entry["fed"][i]), where))
+    return (
+        f"Largest gap, read vs exact: {exact_gap[0]:.3f} ({exact_gap[1]}); read vs fed: "
+        f"{fed_gap[0]:.3f} ({fed_gap[1]})."
+    )
 
 
 def _share(value: float, se: float) -> str:
@@ -185,7 +202,7 @@ def _training_section(out: Path, config: DemoConfig) -> dict[str, Any]:
     recon = sorted(run.glob("recon_e*.png"))[-1:]
     return {
         "title": "Live training: SVI on this machine",
-        "text": f"The demo trains one small model itself: a plain VAE (no DAG, latent dimension {config.latent_dim}) on {config.faces_images} procedural faces, {len(history)} epochs of SVI on {last.get('device', config.device)} in {seconds:.0f} s. Final train ELBO {last['train_elbo']:.0f}, held-out ELBO {last['heldout_elbo']:.0f}. At this budget its samples are blurry; it is the black box CAGE probes below. The sharp images above come from the pretrained models.",
+        "text": f"The demo trains one small model itself: a plain VAE (no DAG, latent dimension {config.latent_dim}) on {config.faces_images} procedural faces at {config.faces_size} px, {len(history)} epochs of SVI on {last.get('device', config.device)} in {seconds:.0f} s. Final train ELBO {last['train_elbo']:.0f}, held-out ELBO {last['heldout_elbo']:.0f}. At this budget its samples are blurry; it is the black box CAGE probes below. The sharp images above come from the pretrained models.",
         "images": _images(
             out,
             (curve, "ELBO per epoch"),
@@ -274,7 +291,7 @@ def _cage_section(out: Path, config: DemoConfig) -> dict[str, Any]:
     grids = [
         (
             folder / f"counterfactuals_{c}_{e}.png",
-            f"{c} vs {e} ({why}); rows: source, do({c}=0), do({c}=1), do({e}=0), do({e}=1)",
+            f"{c} vs {e} ({why}); a row per prior latent: the source, moved across {c}'s boundary (do({c}=0), do({c}=1)), then across {e}'s",
         )
         for c, e, why in chosen_cage_grids(comparison, config.cage_grids)
     ]
@@ -297,12 +314,11 @@ def _modules_section(out: Path) -> dict[str, Any]:
     folder = out / "modules"
     return {
         "title": "Modules of the pretrained faces decoder",
-        "text": "Counterfactual hybridization (Besserve et al. 2020) on the pretrained faces CausalVAE: each channel's influence map (how much the image changes when that channel takes its activation from a second sample), clustered into modules by NMF; a hybrid takes one module's activations from Original 2 and the rest from Original 1.",
+        "text": "Counterfactual hybridization (Besserve et al. 2020) on the pretrained faces CausalVAE: each channel's influence map (how much the image changes when that channel takes its activation from a second sample), clustered into modules by NMF; a hybrid takes one module's activations from Original 2 and the rest from Original 1. Every channel's map: modules/influence_mosaic.png.",
         "images": _images(
             out,
             (folder / "hybrids.png", "hybrids per module"),
-            (folder / "templates.png", "module templates (NMF)"),
-            (folder / "influence_mosaic.png", "elementary influence maps, grouped by module"),
+            (folder / "templates.png", "module templates (NMF): where each module acts"),
         ),
     }
 
@@ -315,6 +331,7 @@ def _data_section(out: Path) -> dict[str, Any]:
             out,
             (out / "data" / "rpg" / "preview.png", "procedural fight scenes"),
             (out / "data" / "faces" / "preview.png", "procedural faces"),
+            scale=0.45,
         ),
     }
 

@@ -147,7 +147,8 @@ def draw_dag(
     nx.draw_networkx_nodes(
         graph, pos, ax=ax, node_color=colors, node_size=2300, edgecolors="#333333"
     )
-    nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7)
+    labels = {n: n.replace("_", "\n", 1) if len(n) > 9 else n for n in graph}  # fit the disc
+    nx.draw_networkx_labels(graph, pos, labels=labels, ax=ax, font_size=7.5)
     edges = list(graph.edges)
     edge_color = [(edge_colors or {}).get(e, "#555555") for e in edges]
     nx.draw_networkx_edges(
@@ -372,14 +373,14 @@ def plot_influence_mosaic(
     n = len(order)
     ncol = max(1, min(ncol, n))
     nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(0.9 * ncol, 1.0 * nrow + 0.4), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(0.9 * ncol, 1.05 * nrow + 0.5), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             c = int(order[i])
             ax.imshow(array[c] / max(float(array[c].max()), 1e-12), cmap="magma", vmin=0, vmax=1)
             caption = f"c{c}" + (f" m{int(np.asarray(labels)[c])}" if labels is not None else "")
-            ax.set_title(caption, fontsize=5)
+            ax.set_title(caption, fontsize=6.5)
     fig.suptitle(title or "elementary influence maps", fontsize=9)
     return atomic_savefig(fig, path)
 
@@ -436,7 +437,7 @@ def plot_module_hybrids(
     hy = hybrids["hybrids"]
     k, n = len(hy), len(o1)
     names = list(module_names) if module_names is not None else [f"module {j}" for j in range(k)]
-    fig, axes = plt.subplots(n, 3 * k, figsize=(1.1 * 3 * k, 1.2 * n + 0.3), squeeze=False)
+    fig, axes = plt.subplots(n, 3 * k, figsize=(1.1 * 3 * k, 1.1 * n + 0.5), squeeze=False)
     for j in range(k):
         hj = to_uint8_nhwc(hy[j][:n])
         for r in range(n):
@@ -447,8 +448,8 @@ def plot_module_hybrids(
                 ax.set_yticks([])
                 if r == 0:
                     label = ("Original 1", f"Hybrid\n{names[j]}", "Original 2")[c]
-                    ax.set_title(label, fontsize=6)
-    fig.tight_layout(pad=0.2)
+                    ax.set_title(label, fontsize=8, fontweight="bold" if c == 1 else "normal")
+    fig.tight_layout(pad=0.3)
     return atomic_savefig(fig, path)
 
 
