@@ -2,9 +2,12 @@
 
 Twelve steps, each the library call behind one verb (its command line is reported as it goes, so
 every step can be repeated by hand): draw the DAG and answer the tutorial's queries exactly;
-generate a small rpg and a small faces dataset; train a CausalVAE on the fight scenes and a plain
-VAE on the faces; draw images for condition vs do and a counterfactual; run CAGE on the faces
-generator against the faces DAG; find modules in its decoder; and write ``OUT/index.html``.
+generate small rpg and faces datasets; train a plain VAE on the faces live, on this machine (SVI);
+draw images given action = attack and under do(action = attack) with the *pretrained* fight-scene
+CausalVAE (:mod:`causalscene.pretrained`) and read what they show with the factorial image probe
+(:mod:`causalscene.readoff`); a counterfactual with the same model; run CAGE on the live faces VAE
+against the faces DAG; find modules in the pretrained faces decoder; and write ``OUT/index.html``
+(its sections: :mod:`causalscene.demo_report`).
 
 This module imports only the standard library and numpy at load time (the CLI reads
 :class:`DemoConfig`'s defaults while it builds its parser); each step imports what it needs.
@@ -12,7 +15,6 @@ This module imports only the standard library and numpy at load time (the CLI re
 
 from __future__ import annotations
 
-import csv
 import logging
 import shutil
 import time
@@ -37,6 +39,8 @@ FACTUAL = {"actor": "satyr", "reactor": "satyr", "action": "attack", "reaction":
 COUNTERFACTUAL_DO = {"reactor": "golem"}
 #: the dataset items whose counterfactuals are drawn: the first ones with this factual value
 COUNTERFACTUAL_SOURCE = {"reactor": "satyr"}
+#: what the images are asked: rendered nodes upstream of ``action`` (the probe reads only those)
+READOFF_NODES = ("actor_type", "actor")
 STEPS = 12
 
 T = TypeVar("T")
@@ -44,20 +48,27 @@ T = TypeVar("T")
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo (``--quick`` shrinks them for tests; ``--device cuda`` shortens it)."""
+    """Sizes of the demo (``--quick`` shrinks them for tests; ``--device cuda`` shortens it).
+
+    The fight scenes are 64 px in both modes, the pretrained model's size (the counterfactual
+    starts from dataset images); the faces 32 px, where a VAE trained live on a CPU learns enough
+    for CAGE's probes (measured at 64 px and 8 epochs: gender and age probes fall below CAGE's
+    0.75 accuracy, and every DAG edge is unreliable)."""
 
     out: Path = Path("demo_out")
     seed: int = 0
     device: str = "cpu"
     progress: bool = True  #: progress bars (procgen, training) on stderr
-    image_size: int = 64
-    rpg_images: int = 4000
-    faces_images: int = 4000
-    rpg_epochs: int = 8
-    faces_epochs: int = 8
-    latent_dim: int = 8
+    image_size: int = 64  #: of the fight scenes (the pretrained models' size)
+    faces_size: int = 32  #: of the faces the live VAE learns
+    rpg_images: int = 500  #: the counterfactual's source scenes (and the data preview)
+    faces_images: int = 4000  #: the live VAE's training set and CAGE's labelled images
+    faces_epochs: int = 12  #: the live training (CPU)
+    latent_dim: int = 16  #: of the live VAE
+    readoff_images: int = 1024  #: generated images per query whose upstream nodes ψ reads
     cage_permutations: int = 100
     cage_latents: int = 4000
+    cage_grids: int = 3  #: counterfactual grids shown (DAG edges first)
     module_pairs: int = 96
     module_k: int = 4
 
@@ -65,13 +76,13 @@ class DemoConfig:
     def quick(cls, **kw: Any) -> DemoConfig:
         """Tiny sizes: the whole pipeline in about a minute (tests)."""
         return cls(
-            image_size=32,
-            rpg_images=400,
+            rpg_images=120,
             faces_images=400,
-            rpg_epochs=1,
             faces_epochs=1,
+            readoff_images=48,
             cage_permutations=20,
             cage_latents=400,
+            cage_grids=2,
             module_pairs=16,
             module_k=2,
             **kw,
@@ -171,10 +182,10 @@ def run_demo(config: DemoConfig, observer: DemoObserver | None = None) -> Path:
     title = "exact queries: condition vs do, and a counterfactual"
     exact = steps.run(title, None, _exact_queries, main_dag, out, steps.observer)
     _data_steps(config, steps)
-    _train_steps(config, steps)
+    _train_step(config, steps)
     _rung_steps(config, steps, main_dag)
     _faces_steps(config, steps)
-    page = steps.run("write the report", None, _write_report, out, exact, steps.timings)
+    page = steps.run("write the report", None, _write_report, config, exact, steps.timings)
     total = time.perf_counter() - steps.start
     atomic_write_json(
         out / "timings.json",
@@ -219,25 +230,23 @@ def _exact_queries(dag: CausalDAG, out: Path, observer: DemoObserver) -> dict[st
 # ------------------------------------------------------------------------------- steps 3-4
 def _data_steps(config: DemoConfig, steps: _Steps) -> None:
     """The fight scenes and the faces, procedurally (labels sampled from their DAGs)."""
-    for name, title, n in (
-        ("rpg", "procedural fight scenes", config.rpg_images),
-        ("faces", "procedural faces", config.faces_images),
+    for name, title, n, size in (
+        ("rpg", "procedural fight scenes", config.rpg_images, config.image_size),
+        ("faces", "procedural faces", config.faces_images, config.faces_size),
     ):
         folder = Path(config.out) / "data" / name
-        argv = _cli(
-            "procgen", name, n=n, size=config.image_size, seed=config.seed, out=folder, preview=True
-        )
-        steps.run(title, argv, _procgen, name, n, config, folder)
+        argv = _cli("procgen", name, n=n, size=size, seed=config.seed, out=folder, preview=True)
+        steps.run(title, argv, _procgen, name, n, size, config, folder)
 
 
-def _procgen(name: str, n: int, config: DemoConfig, folder: Path) -> Path:
+def _procgen(name: str, n: int, size: int, config: DemoConfig, folder: Path) -> Path:
     import procgen
 
     workers = procgen.default_workers()
     return procgen.make_dataset(
         name,
         n,
-        config.image_size,
+        size,
         config.seed,
         folder,
         workers=workers,
@@ -246,49 +255,29 @@ def _procgen(name: str, n: int, config: DemoConfig, folder: Path) -> Path:
     )
 
 
-# ------------------------------------------------------------------------------- steps 5-6
-def _train_steps(config: DemoConfig, steps: _Steps) -> None:
-    """A CausalVAE on the fight scenes (with their DAG) and a plain VAE on the faces (none)."""
-    from causalscene.dag import shipped_dag_path
-
+# --------------------------------------------------------------------------------- step 5
+def _train_step(config: DemoConfig, steps: _Steps) -> None:
+    """A plain VAE on the faces, trained live by SVI (CAGE's black box: it never sees a DAG)."""
     out = Path(config.out)
-    for name, title, dag, epochs in (
-        (
-            "rpg",
-            "train the CausalVAE on the fight scenes (SVI, hidden nodes enumerated)",
-            shipped_dag_path("rpg_fight"),
-            config.rpg_epochs,
-        ),
-        (
-            "faces",
-            "train a plain VAE on the faces (the black box CAGE probes)",
-            None,
-            config.faces_epochs,
-        ),
-    ):
-        data, run = out / "data" / name, out / "runs" / name
-        flags = {"dag": dag} if dag is not None else {"no_dag": True}
-        argv = _cli("train", **flags, data=data, out=run, epochs=epochs, **_common_flags(config))
-        steps.run(title, argv, _train, config, dag, data, run, epochs)
+    data, run = out / "data" / "faces", out / "runs" / "faces"
+    flags = {"latent_dim": config.latent_dim, "device": config.device, "seed": config.seed}
+    argv = _cli("train", no_dag=True, data=data, out=run, epochs=config.faces_epochs, **flags)
+    title = "train a plain VAE on the faces, live on this machine (SVI)"
+    steps.run(title, argv, _train, config, data, run)
 
 
-def _common_flags(config: DemoConfig) -> dict[str, Any]:
-    return {"latent_dim": config.latent_dim, "device": config.device, "seed": config.seed}
-
-
-def _train(config: DemoConfig, dag_path: Path | None, data: Path, run: Path, epochs: int) -> None:
-    """What ``causalscene train`` does with these flags: a new model fitted by SVI into ``run``."""
+def _train(config: DemoConfig, data: Path, run: Path) -> None:
+    """What ``causalscene train --no-dag`` does with these flags: a new model fitted by SVI."""
     from causalscene.train import TrainConfig, train_run
 
     train_config = TrainConfig(
-        dag=str(dag_path) if dag_path else None,
         data=str(data),
         out=str(run),
-        epochs=epochs,
+        epochs=config.faces_epochs,
         latent_dim=config.latent_dim,
         device=config.device,
         seed=config.seed,
-        no_dag=dag_path is None,
+        no_dag=True,
         progress=config.progress,
     )
     _, history = train_run(train_config)
@@ -296,23 +285,59 @@ def _train(config: DemoConfig, dag_path: Path | None, data: Path, run: Path, epo
         log.info("%s: held-out ELBO %.1f", run, history[-1]["heldout_elbo"])
 
 
-# ------------------------------------------------------------------------------- steps 7-9
+# ------------------------------------------------------------------------------- steps 6-9
 def _rung_steps(config: DemoConfig, steps: _Steps, dag: CausalDAG) -> None:
-    """Images given action = attack, under do(action = attack), and counterfactuals."""
-    from causalscene.generate import write_counterfactual_images, write_query_images
+    """With the pretrained fight-scene CausalVAE: images given action = attack and under
+    do(action = attack), what they show of the upstream nodes, and counterfactuals."""
+    from causalscene import pretrained
+    from causalscene.generate import write_query_images
 
     out, seed, device = Path(config.out), config.seed, config.device
-    run, data, pics = out / "runs" / "rpg", out / "data" / "rpg", out / "images"
+    run, pics = pretrained.path("rpg"), out / "images"
     common = {"seed": seed, "device": device}
     for title, kind, png in (
-        ("images given action = attack", "evidence", pics / "condition_attack.png"),
-        ("images under do(action = attack)", "do", pics / "do_attack.png"),
+        (
+            "images given action = attack (pretrained model)",
+            "evidence",
+            pics / "condition_attack.png",
+        ),
+        ("images under do(action = attack) (pretrained model)", "do", pics / "do_attack.png"),
     ):
         argv = _cli("generate", run, **{kind: _assignments(CONDITION)}, n=16, out=png, **common)
         evidence, do = (CONDITION, {}) if kind == "evidence" else ({}, CONDITION)
         steps.run(title, argv, write_query_images, run, png, evidence, do, 16, seed, device)
+    title = "what the images say: upstream nodes read off by the factorial probe"
+    steps.run(title, None, _read_off, config, run)
+    _counterfactual_step(config, steps, dag, run)
+
+
+def _read_off(config: DemoConfig, run: Path) -> dict[str, Any]:
+    """``images/readoff.{json,png}``: ψ's read of :data:`READOFF_NODES` on images generated given
+    :data:`CONDITION` and under do(:data:`CONDITION`), beside the exact distributions."""
+    from causalscene.generate import load_causal
+    from causalscene.plots import plot_readoff
+    from causalscene.readoff import load_or_fit_probe, read_off_queries
+    from causalscene.utils import atomic_write_json
+
+    model, _ = load_causal(run, config.device)
+    data = Path(config.out) / "data" / "rpg"
+    probe, about = load_or_fit_probe(run, model, data, config.seed)
+    result = read_off_queries(
+        model, probe, READOFF_NODES, CONDITION, config.readoff_images, config.seed
+    )
+    result["probe"] = about
+    atomic_write_json(Path(config.out) / "images" / "readoff.json", result)
+    plot_readoff(result, Path(config.out) / "images" / "readoff.png")
+    return result
+
+
+def _counterfactual_step(config: DemoConfig, steps: _Steps, dag: CausalDAG, run: Path) -> None:
+    from causalscene.generate import write_counterfactual_images
+
+    out, seed, device = Path(config.out), config.seed, config.device
+    data = out / "data" / "rpg"
     index = _first_index(data, dag, COUNTERFACTUAL_SOURCE)
-    png = pics / "counterfactual_golem.png"
+    png = out / "images" / "counterfactual_golem.png"
     argv = _cli(
         "counterfactual",
         run,
@@ -320,7 +345,8 @@ def _rung_steps(config: DemoConfig, steps: _Steps, dag: CausalDAG) -> None:
         data=data,
         do=_assignments(COUNTERFACTUAL_DO),
         out=png,
-        **common,
+        seed=seed,
+        device=device,
     )
 
     def counterfactual() -> dict[str, Any]:
@@ -347,7 +373,9 @@ def _first_index(folder: Path, dag: CausalDAG, where: dict[str, str], count: int
 
 # ----------------------------------------------------------------------------- steps 10-11
 def _faces_steps(config: DemoConfig, steps: _Steps) -> None:
-    """CAGE on the faces generator against the faces DAG, then modules of its decoder."""
+    """CAGE on the live faces VAE against the faces DAG, then modules of the pretrained faces
+    decoder."""
+    from causalscene import pretrained
     from causalscene.dag import shipped_dag_path
 
     out = Path(config.out)
@@ -363,11 +391,12 @@ def _faces_steps(config: DemoConfig, steps: _Steps) -> None:
         seed=config.seed,
         device=config.device,
     )
-    steps.run("CAGE on the faces generator vs the faces DAG", argv, _cage, config, run, faces_dag)
-    layer = _middle_layer(run)
+    steps.run("CAGE on the live faces VAE vs the faces DAG", argv, _cage, config, run, faces_dag)
+    model = pretrained.path("faces")
+    layer = _middle_layer(model)
     argv = _cli(
         "modules",
-        run,
+        model,
         layer=layer,
         k=config.module_k,
         pairs=config.module_pairs,
@@ -375,11 +404,14 @@ def _faces_steps(config: DemoConfig, steps: _Steps) -> None:
         seed=config.seed,
         device=config.device,
     )
-    steps.run(f"modules of the faces decoder (layer {layer})", argv, _modules, config, run, layer)
+    title = f"modules of the pretrained faces decoder (layer {layer})"
+    steps.run(title, argv, _modules, config, model, layer)
 
 
 def _cage(config: DemoConfig, run: Path, dag_path: Path) -> None:
-    """What ``causalscene cage RUN --all-pairs --dag DAG`` does: every pair of binary attributes."""
+    """What ``causalscene cage RUN --all-pairs --dag DAG`` does (every pair of binary attributes),
+    with the figures the page shows: the DAG comparison, τ(α) and the nulls of the DAG's edges,
+    and the counterfactual grids of :func:`causalscene.demo_report.chosen_cage_grids`."""
     from causalscene.cage import CageConfig
     from causalscene.cage_pipeline import analyze_generator
     from causalscene.dag import CausalDAG
@@ -398,7 +430,37 @@ def _cage(config: DemoConfig, run: Path, dag_path: Path) -> None:
     dag = CausalDAG.load(dag_path)
     images, labels = load_dataset(data, None, None)
     out = Path(config.out) / "cage"
-    analyze_generator(generator, images, labels, None, cage_config, out, dag=dag, data=data)
+    analysis = analyze_generator(
+        generator, images, labels, None, cage_config, out, dag=dag, data=data, figures=False
+    )
+    _cage_figures(config, generator, analysis, dag, out)
+
+
+def _cage_figures(
+    config: DemoConfig, generator: Any, analysis: Any, dag: CausalDAG, out: Path
+) -> None:
+    """The DAG comparison; τ(α) and the permutation nulls of the pairs that are DAG edges (all
+    36 pairs would make figures too large to read); the chosen pairs' counterfactual grids."""
+    from causalscene import plots
+    from causalscene.cage_pipeline import counterfactual_grid
+    from causalscene.demo_report import chosen_cage_grids
+
+    result, comparison = analysis.result, analysis.comparison
+    plots.plot_dag_comparison(dag, comparison, out / "dag_comparison.png")
+    edges = [
+        (r["cause"], r["effect"]) for r in comparison.rows if r["relation"] in ("c->e", "e->c")
+    ]
+    sweep = {
+        "alpha": result.sweep["alpha"],
+        **{f"{c}:{e}": result.sweep[f"{c}:{e}"] for c, e in edges},
+    }
+    plots.plot_tau_vs_alpha(sweep, out / "tau_vs_alpha.png", title="pairs with a DAG edge")
+    pairs = [result.pair(c, e) for c, e in edges]
+    plots.plot_null_histograms(pairs, out / "null_histograms.png", title="pairs with a DAG edge")
+    for c, e, _ in chosen_cage_grids(comparison.to_dict(), config.cage_grids):
+        path = out / f"counterfactuals_{c}_{e}.png"
+        sources = result.latents[:3]
+        counterfactual_grid(generator, result.probe, sources, c, e, result.config, path)
 
 
 def _middle_layer(run: Path) -> str:
@@ -423,133 +485,14 @@ def _modules(config: DemoConfig, run: Path, layer: str) -> None:
 
 # --------------------------------------------------------------------------------- step 12
 def _write_report(
-    out: Path, exact: Mapping[str, QueryResult], timings: Mapping[str, float]
+    config: DemoConfig, exact: Mapping[str, QueryResult], timings: Mapping[str, float]
 ) -> Path:
-    """``report.json`` (the sections below) and ``index.html`` built from it."""
+    """``report.json`` (the sections of :mod:`causalscene.demo_report`) and ``index.html``."""
+    from causalscene.demo_report import sections
     from causalscene.report import build_report
     from causalscene.utils import atomic_write_json
 
-    sections = _sections(out, exact, timings)
-    atomic_write_json(out / "report.json", {"title": "causalscene demo", "sections": sections})
+    out = Path(config.out)
+    page = {"title": "causalscene demo", "sections": sections(config, exact, timings)}
+    atomic_write_json(out / "report.json", page)
     return build_report(out, out)
-
-
-def _table(result: QueryResult, title: str = "") -> dict[str, Any]:
-    frame = result.to_frame()
-    return {
-        "title": title,
-        "columns": list(frame.columns),
-        "rows": [[*r[:-1], round(float(r[-1]), 4)] for r in frame.itertuples(index=False)],
-    }
-
-
-def _images(out: Path, *pairs: tuple[Path, str]) -> list[dict[str, str]]:
-    """Report entries for the images that exist, with paths relative to ``out``."""
-    return [{"path": str(p.relative_to(out)), "caption": c} for p, c in pairs if p.is_file()]
-
-
-def _figures(folder: Path, count: int = 6) -> list[tuple[Path, str]]:
-    """The first ``count`` PNG figures of a folder, captioned by their names."""
-    return [(p, p.stem.replace("_", " ")) for p in sorted(folder.glob("*.png"))[:count]]
-
-
-def _sections(
-    out: Path, exact: Mapping[str, QueryResult], timings: Mapping[str, float]
-) -> list[dict[str, Any]]:
-    return [
-        _dag_section(out),
-        _rungs_section(out, exact),
-        _counterfactual_section(out, exact["counterfactual"]),
-        _data_section(out),
-        _cage_section(out),
-        {
-            "title": "Modules of the faces decoder",
-            "text": "Counterfactual hybridization (Besserve et al. 2020): influence maps of each channel, clustered into modules by NMF; hybrids take one module's activations from a second sample.",
-            "images": _images(out, *_figures(out / "modules")),
-        },
-        {
-            "title": "Timings",
-            "tables": [
-                {
-                    "title": "seconds per step",
-                    "columns": ["step", "seconds"],
-                    "rows": [[k, v] for k, v in timings.items()],
-                }
-            ],
-        },
-    ]
-
-
-def _dag_section(out: Path) -> dict[str, Any]:
-    return {
-        "title": "The scene's causal DAG",
-        "text": "rpg_fight.yaml: blue nodes are rendered (they condition the decoder), grey ones hidden (strength, defense, attack skill: never in the labels, summed out exactly).",
-        "images": _images(out, (out / "dags" / "rpg_fight.png", "rpg_fight DAG")),
-    }
-
-
-def _rungs_section(out: Path, exact: Mapping[str, QueryResult]) -> dict[str, Any]:
-    return {
-        "title": "Seeing vs doing: the actor's attack skill",
-        "text": "Observing an attack makes a high attack skill more likely; forcing the attack (do) cuts the arrows into action, so the belief stays at its prior. Exact tables (pgmpy variable elimination), then images drawn for each query (node values from the exact posterior, z from the prior).",
-        "tables": [
-            _table(exact["prior"], "P(actor_attack)"),
-            _table(exact["condition"], "P(actor_attack | action = attack)"),
-            _table(exact["intervention"], "P(actor_attack | do(action = attack))"),
-        ],
-        "images": _images(
-            out,
-            (out / "images" / "condition_attack.png", "scenes given action = attack"),
-            (out / "images" / "do_attack.png", "scenes under do(action = attack)"),
-        ),
-    }
-
-
-def _counterfactual_section(out: Path, cf: QueryResult) -> dict[str, Any]:
-    return {
-        "title": "Counterfactual: had the reactor been a golem",
-        "text": f"Exact answer for the factual world {FACTUAL}: {cf.assumption}. The images: factual | reconstruction | counterfactual, same latent z (abduction, action, prediction).",
-        "tables": [_table(cf, "P(reaction had the reactor been a golem | factual)")],
-        "images": _images(
-            out,
-            (
-                out / "images" / "counterfactual_golem.png",
-                "factual | reconstruction | counterfactual",
-            ),
-        ),
-    }
-
-
-def _data_section(out: Path) -> dict[str, Any]:
-    training = sorted((out / "runs" / "rpg").glob("*.png"))[-2:]
-    return {
-        "title": "Data and training",
-        "images": _images(
-            out,
-            (out / "data" / "rpg" / "preview.png", "procedural fight scenes (labels from the DAG)"),
-            (out / "data" / "faces" / "preview.png", "procedural faces"),
-            *[(p, f"rpg run: {p.stem}") for p in training],
-        ),
-    }
-
-
-def _cage_section(out: Path) -> dict[str, Any]:
-    rows = _cage_rows(out / "cage")
-    return {
-        "title": "CAGE: prescribed vs inferred directions (faces)",
-        "text": "A plain VAE never saw the DAG; CAGE (Bose et al. 2022) estimates the directions its latent space encodes: τ = |GATE(c→e)| − |GATE(e→c)|, permutation p-values, agreement with the faces DAG.",
-        "tables": [rows] if rows else [],
-        "images": _images(out, *_figures(out / "cage")),
-    }
-
-
-def _cage_rows(folder: Path) -> dict[str, Any] | None:
-    """The comparison table written by ``causalscene cage`` (its CSV), if present."""
-    for name in ("comparison.csv", "dag_comparison.csv", "tau.csv"):
-        path = folder / name
-        if path.is_file():
-            with path.open() as handle:
-                rows = list(csv.reader(handle))
-            if rows:
-                return {"title": name, "columns": rows[0], "rows": rows[1:]}
-    return None

@@ -31,6 +31,8 @@ __all__ = [
     "plot_stability_curve",
     "plot_module_hybrids",
     "plot_sdr_histograms",
+    "plot_readoff",
+    "plot_training_curve",
 ]
 
 
@@ -145,7 +147,8 @@ def draw_dag(
     nx.draw_networkx_nodes(
         graph, pos, ax=ax, node_color=colors, node_size=2300, edgecolors="#333333"
     )
-    nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7)
+    labels = {n: n.replace("_", "\n", 1) if len(n) > 9 else n for n in graph}  # fit the disc
+    nx.draw_networkx_labels(graph, pos, labels=labels, ax=ax, font_size=7.5)
     edges = list(graph.edges)
     edge_color = [(edge_colors or {}).get(e, "#555555") for e in edges]
     nx.draw_networkx_edges(
@@ -171,8 +174,79 @@ def draw_dag(
             arrowsize=14,
             connectionstyle="arc3,rad=0.25",
         )
+    half = (widest - 1) / 2 * 1.6
+    ax.set_xlim(-half - 0.9, half + 0.9)  # room for the node discs (drawn in points)
+    ax.set_ylim(-(len(layers) - 1) * 1.2 - 0.6, 0.6)
     ax.set_title(title or dag.name)
     ax.axis("off")
+    return atomic_savefig(fig, path)
+
+
+# ------------------------------------------------------------------- what the images say
+#: (query, source, colour, hatch) of the read-off bars: exact light, read by the probe dark
+_READOFF_BARS = (
+    ("given", "exact", "#fdae6b", ""),
+    ("given", "read", "#e6550d", "//"),
+    ("do", "exact", "#9ecae1", ""),
+    ("do", "read", "#3182bd", "//"),
+)
+
+
+def plot_readoff(result: Mapping[str, Any], path: str | Path) -> Path:
+    """Bars per state of each node: the exact P(node | X = x) and P(node | do(X = x)) beside the
+    shares an image probe read off images generated for each query (± one binomial SE).
+
+    ``result`` is :func:`causalscene.readoff.read_off_queries`' output."""
+    nodes = list(result["given"])
+    assignment = ", ".join(f"{k} = {v}" for k, v in result["assignment"].items())
+    fig, axes = plt.subplots(1, len(nodes), figsize=(4.6 * len(nodes), 3.4), squeeze=False)
+    for ax, node in zip(axes.flat, nodes):
+        states = result["given"][node]["states"]
+        x = np.arange(len(states))
+        for i, (query, source, colour, hatch) in enumerate(_READOFF_BARS):
+            entry = result[query][node]
+            label = ("given " if query == "given" else "do(") + assignment
+            label += ("" if query == "given" else ")") + (
+                ": exact" if source == "exact" else ": read off images"
+            )
+            ax.bar(
+                x + (i - 1.5) * 0.2,
+                entry[source],
+                0.2,
+                color=colour,
+                hatch=hatch,
+                edgecolor="#333333",
+                linewidth=0.5,
+                yerr=entry["read_se"] if source == "read" else None,
+                capsize=2,
+                label=label,
+            )
+        ax.set_xticks(x, states)
+        ax.set_ylabel(f"P({node})")
+        ax.set_title(node, fontsize=10)
+        ax.set_ylim(0, max(0.7, 1.15 * max(max(result[q][node]["read"]) for q in ("given", "do"))))
+        ax.grid(axis="y", color="#eeeeee")
+        ax.set_axisbelow(True)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return atomic_savefig(fig, path)
+
+
+def plot_training_curve(
+    history: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None
+) -> Path:
+    """Train and held-out ELBO per epoch (``metrics.jsonl`` rows)."""
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    ax.plot(epochs, [r["train_elbo"] for r in history], "-o", ms=3, label="train ELBO")
+    ax.plot(epochs, [r["heldout_elbo"] for r in history], "-s", ms=3, label="held-out ELBO")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (higher is better)")
+    ax.set_xticks(epochs)
+    ax.legend(fontsize=8)
+    ax.grid(color="#eeeeee")
+    ax.set_title(title or "training", fontsize=9)
     return atomic_savefig(fig, path)
 
 
@@ -193,33 +267,45 @@ def plot_tau_vs_alpha(sweep: Mapping[str, Any], path: str | Path, title: str | N
         ax.plot(alphas, sweep[key]["gate_ec"], ":", color="#d62728", label=f"GATE {e}→{c}")
         ax.axhline(0, color="#999999", lw=0.8)
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
         ax.set_xlabel("α")
-        ax.set_title(key, fontsize=8)
-        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{c} → {e}", fontsize=9)
+        ax.legend(fontsize=6.5)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return atomic_savefig(fig, path)
 
 
-def plot_null_histograms(pairs: Sequence[Any], path: str | Path, title: str | None = None) -> Path:
-    """Permutation-null histograms of GATE (both directions) per pair, observed values marked.
+def plot_null_histograms(
+    pairs: Sequence[Any], path: str | Path, title: str | None = None, pairs_per_row: int = 2
+) -> Path:
+    """Permutation-null histograms of GATE (both directions) per pair, observed values marked;
+    ``pairs_per_row`` pairs (two panels each) side by side.
 
     ``pairs``: :class:`causalscene.cage.PairResult` objects (with ``null_ce``/``null_ec``).
     """
-    n = max(1, len(pairs))
-    fig, axes = plt.subplots(n, 2, figsize=(7.2, 2.2 * n), squeeze=False)
-    for row, p in zip(axes, pairs):
+    per_row = max(1, min(pairs_per_row, len(pairs)))
+    nrow = max(1, -(-len(pairs) // per_row))
+    fig, axes = plt.subplots(
+        nrow, 2 * per_row, figsize=(3.3 * 2 * per_row, 2.1 * nrow), squeeze=False
+    )
+    for ax in axes.flat[2 * len(pairs) :]:
+        ax.axis("off")
+    for i, p in enumerate(pairs):
+        row, col = divmod(i, per_row)
         for ax, null, obs, pv, label in (
-            (row[0], p.null_ce, p.gate_ce, p.p_ce, f"GATE {p.cause}→{p.effect}"),
-            (row[1], p.null_ec, p.gate_ec, p.p_ec, f"GATE {p.effect}→{p.cause}"),
+            (axes[row, 2 * col], p.null_ce, p.gate_ce, p.p_ce, f"GATE {p.cause}→{p.effect}"),
+            (axes[row, 2 * col + 1], p.null_ec, p.gate_ec, p.p_ec, f"GATE {p.effect}→{p.cause}"),
         ):
             ax.hist(np.asarray(null, float), bins=30, color="#bbbbbb")
             ax.axvline(obs, color="#d62728", lw=2)
-            ax.set_title(f"{label} = {obs:+.3f}, p = {pv:.3f}", fontsize=7)
-            ax.tick_params(labelsize=6)
+            ax.set_title(f"{label} = {obs:+.3f}\np = {pv:.3f}", fontsize=8)
+            ax.tick_params(labelsize=7)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return atomic_savefig(fig, path)
 
@@ -287,14 +373,14 @@ def plot_influence_mosaic(
     n = len(order)
     ncol = max(1, min(ncol, n))
     nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(0.9 * ncol, 1.0 * nrow + 0.4), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(0.9 * ncol, 1.05 * nrow + 0.5), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             c = int(order[i])
             ax.imshow(array[c] / max(float(array[c].max()), 1e-12), cmap="magma", vmin=0, vmax=1)
             caption = f"c{c}" + (f" m{int(np.asarray(labels)[c])}" if labels is not None else "")
-            ax.set_title(caption, fontsize=5)
+            ax.set_title(caption, fontsize=6.5)
     fig.suptitle(title or "elementary influence maps", fontsize=9)
     return atomic_savefig(fig, path)
 
@@ -351,7 +437,7 @@ def plot_module_hybrids(
     hy = hybrids["hybrids"]
     k, n = len(hy), len(o1)
     names = list(module_names) if module_names is not None else [f"module {j}" for j in range(k)]
-    fig, axes = plt.subplots(n, 3 * k, figsize=(1.1 * 3 * k, 1.2 * n + 0.3), squeeze=False)
+    fig, axes = plt.subplots(n, 3 * k, figsize=(1.1 * 3 * k, 1.1 * n + 0.5), squeeze=False)
     for j in range(k):
         hj = to_uint8_nhwc(hy[j][:n])
         for r in range(n):
@@ -362,8 +448,8 @@ def plot_module_hybrids(
                 ax.set_yticks([])
                 if r == 0:
                     label = ("Original 1", f"Hybrid\n{names[j]}", "Original 2")[c]
-                    ax.set_title(label, fontsize=6)
-    fig.tight_layout(pad=0.2)
+                    ax.set_title(label, fontsize=8, fontweight="bold" if c == 1 else "normal")
+    fig.tight_layout(pad=0.3)
     return atomic_savefig(fig, path)
 
 

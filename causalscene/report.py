@@ -2,13 +2,15 @@
 
 A folder may describe itself with ``report.json``::
 
-    {"title": "...", "sections": [{"title": "...", "text": "...",
-      "images": [{"path": "rel/fig.png", "caption": "..."}],
+    {"title": "...", "sections": [{"title": "...", "lead": "...", "text": "...",
+      "figures": [...], "images": [{"path": "rel/fig.png", "caption": "...", "scale": 2}],
       "tables": [{"title": "...", "columns": [...], "rows": [[...], ...]}]}]}
 
 Without one, :func:`collect_sections` builds sections from what it finds: a training run's
 metrics and evaluation, every ``result.json`` (the ``reproduce`` contract), other small JSON
-objects as key/value tables, and every PNG. Images are embedded as data URIs, so the page is a
+objects as key/value tables, and every PNG. A section shows its ``lead`` (a highlighted
+headline), ``text``, ``figures``, ``tables`` and ``images`` in that order; an image's ``scale``
+enlarges it (pixel-sharp; default 2 for images under 360 px wide). Images are embedded as data URIs, so the page is a
 single self-contained file.
 """
 
@@ -32,7 +34,9 @@ h1{border-bottom:2px solid #9ecae1;padding-bottom:.3rem}h2{margin-top:2.2rem;col
 figure{display:inline-block;margin:.5rem 1rem 1rem 0;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #ddd;image-rendering:pixelated}
 figcaption{font-size:.85rem;color:#555;max-width:520px}
-table{border-collapse:collapse;margin:.6rem 0 1.2rem;font-size:.88rem}
+table{border-collapse:collapse;margin:.6rem 0 1.2rem;font-size:.88rem;display:block;
+max-width:100%;overflow-x:auto}
+p.lead{font-size:1.08rem;background:#f0f5fa;border-left:4px solid #3182bd;padding:.5rem .8rem}
 th,td{border:1px solid #ccc;padding:.25rem .55rem;text-align:left}th{background:#f0f5fa}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.note{color:#555;font-size:.9rem}
 nav a{margin-right:1rem}
@@ -47,6 +51,8 @@ window.addEventListener('load', function () {
     if (good) { ok += 1; }
   });
   document.body.setAttribute('data-images', ok + '/' + imgs.length);
+  var page = document.documentElement;  // wider than the window: something overflows
+  document.body.setAttribute('data-wide', page.scrollWidth > page.clientWidth ? 'yes' : 'no');
 });
 """
 
@@ -150,20 +156,28 @@ def collect_sections(folder: str | Path) -> tuple[str, list[dict[str, Any]]]:
     return folder.name, sections
 
 
-def _img_tag(path: Path, caption: str) -> str:
+def _img_tag(path: Path, caption: str, scale: float | None = None) -> str:
     from PIL import Image
 
     raw = path.read_bytes()
     with Image.open(path) as image:
         width = image.size[0]
-    # small image grids (32-64 px tiles) are shown enlarged, pixel-sharp
-    shown = width * 2 if width < 360 else min(width, 1000)
+    # small image grids (32-64 px tiles) are shown enlarged, pixel-sharp; ``scale`` says how much
+    shown = int(width * (scale or (2 if width < 360 else 1)))
+    shown = min(shown, 1060)
     data = base64.b64encode(raw).decode("ascii")
     cap = html.escape(caption)
     return (
         f'<figure><img src="data:image/png;base64,{data}" width="{shown}" alt="{cap}">'
         f"<figcaption>{cap}</figcaption></figure>"
     )
+
+
+def _img_tag_of(base: Path, image: Mapping[str, Any]) -> str:
+    path = base / image["path"]
+    if not path.is_file():
+        raise FileNotFoundError(f"report image missing: {path}")
+    return _img_tag(path, image.get("caption", ""), image.get("scale"))
 
 
 def _table_html(table: Mapping[str, Any]) -> str:
@@ -201,15 +215,13 @@ def render_html(title: str, sections: Sequence[Mapping[str, Any]], base: str | P
     parts.append(f"<nav>{nav}</nav>")
     for i, section in enumerate(sections):
         parts.append(f"<h2 id='s{i}'>{html.escape(str(section.get('title', '')))}</h2>")
+        if section.get("lead"):
+            parts.append(f"<p class='lead'>{html.escape(str(section['lead']))}</p>")
         if section.get("text"):
             parts.append(f"<p class='note'>{html.escape(str(section['text']))}</p>")
-        for table in section.get("tables", []) or []:
-            parts.append(_table_html(table))
-        for image in section.get("images", []) or []:
-            path = base / image["path"]
-            if not path.is_file():
-                raise FileNotFoundError(f"report image missing: {path}")
-            parts.append(_img_tag(path, image.get("caption", "")))
+        parts.extend(_img_tag_of(base, image) for image in section.get("figures", []) or [])
+        parts.extend(_table_html(table) for table in section.get("tables", []) or [])
+        parts.extend(_img_tag_of(base, image) for image in section.get("images", []) or [])
     parts.append(
         "<p class='note'>Made by causalscene. Self-contained: images are embedded.</p></body></html>"
     )

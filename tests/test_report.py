@@ -12,6 +12,7 @@ from PIL import Image
 
 from causalscene.cli import main
 from causalscene.plots import save_image_grid
+from causalscene.report import render_html
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -89,6 +90,29 @@ def test_report_renders_in_chromium(tmp_path, capsys):
     found = re.search(r'data-images="(\d+)/(\d+)"', dom)
     assert found and found.group(1) == found.group(2) == "2", found
     assert 'data-loaded="no"' not in dom
+    assert 'data-wide="no"' in dom  # nothing wider than the window
+
+
+def test_section_parts_in_order_and_wide_tables_scroll(tmp_path):
+    """lead, text, figures, tables, images, in that order; ``scale`` enlarges an image; a
+    table is a scrolling block, so a wide one cannot widen the page."""
+    save_image_grid(np.zeros((2, 16, 16, 3), np.uint8), tmp_path / "a.png", ncol=2)
+    save_image_grid(np.ones((2, 16, 16, 3), np.uint8), tmp_path / "b.png", ncol=2)
+    section = {
+        "title": "S",
+        "lead": "HEADLINE",
+        "text": "TEXT",
+        "figures": [{"path": "a.png", "caption": "FIGURE"}],
+        "tables": [{"title": "TABLE", "columns": ["x"], "rows": [[0.123456789]]}],
+        "images": [{"path": "b.png", "caption": "IMAGE", "scale": 3}],
+    }
+    page = render_html("t", [section], tmp_path)
+    order = [page.index(k) for k in ("HEADLINE", "TEXT", "FIGURE", "TABLE", "IMAGE")]
+    assert order == sorted(order)
+    assert "0.1235" in page and "0.123456" not in page
+    widths = [int(w) for w in re.findall(r'<img [^>]*width="(\d+)"', page)]
+    assert widths == [2 * 38, 3 * 38]  # a 2-image grid of 16 px tiles is 38 px wide
+    assert re.search(r"table\{[^}]*overflow-x:auto", page)
 
 
 def test_report_errors(tmp_path, capsys):

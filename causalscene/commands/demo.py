@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     add_seed(p, d.seed)
     add_device(p)
     p.add_argument("--quick", action="store_true", help="tiny sizes (about a minute)")
-    p.add_argument("--epochs", type=int, default=None, help="override both training budgets")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of the live training")
     add_json(p, "the report's path and the run time (the steps go to stderr)")
     add_no_progress(p)
     p.set_defaults(func=_main)
@@ -79,7 +79,7 @@ def _main(args) -> int:
     }
     config = DemoConfig.quick(**overrides) if args.quick else DemoConfig(**overrides)
     if args.epochs is not None:
-        config.rpg_epochs = config.faces_epochs = args.epochs
+        config.faces_epochs = args.epochs
     printer = _Printer(stderr=args.json)
     page = run_demo(config, printer)
     if args.json:
