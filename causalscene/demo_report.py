@@ -271,15 +271,20 @@ def _cage_table(comparison: Mapping[str, Any]) -> dict[str, Any]:
                 _RELATION.get(r["relation"], r["relation"]),
                 r["inferred"].replace("->", "→"),
                 agree,
-                f"{r['tau']:+.3f}",
-                f"{r['gate_ce']:+.3f}",
-                f"{r['gate_ec']:+.3f}",
+                _signed(r["tau"]),
+                _signed(r["gate_ce"]),
+                _signed(r["gate_ec"]),
                 f"{r['p_ce']:.2f}",
                 f"{r['p_ec']:.2f}",
             ]
         )
     columns = ["pair c → e", "DAG", "CAGE", "agree", "τ", "GATE c→e", "GATE e→c", "p c→e", "p e→c"]
     return {"title": "every pair (DAG edges first)", "columns": columns, "rows": table}
+
+
+def _signed(value: float) -> str:
+    """``+0.123``; a value that rounds to zero prints as ``0.000`` (no ``-0.000``)."""
+    return f"{value:+.3f}" if round(value, 3) != 0 else "0.000"
 
 
 def _cage_section(out: Path, config: DemoConfig) -> dict[str, Any]:
