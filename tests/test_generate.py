@@ -194,7 +194,7 @@ def test_verbs(trained, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_evaluate_verb_on_procgen_data(tmp_path, dag_path, capsys):
-    import procgen
+    from causalscene import procgen
 
     data = procgen.make_dataset("faces", 160, 32, seed=0, out=tmp_path / "faces")
     run = tmp_path / "run"

@@ -241,7 +241,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
 
 @pytest.mark.slow
 def test_train_verb(tmp_path, dag_path, capsys):
-    import procgen
+    from causalscene import procgen
 
     data = procgen.make_dataset("rpg", 48, 32, seed=0, out=tmp_path / "rpg")
     run = tmp_path / "run"
@@ -360,7 +360,7 @@ def test_train_verb(tmp_path, dag_path, capsys):
 
 
 def test_train_verb_tiny(tmp_path, dag_path, capsys):
-    import procgen
+    from causalscene import procgen
 
     data = procgen.make_dataset("rpg", 24, 32, seed=0, out=tmp_path / "rpg")
     run = tmp_path / "run"

@@ -8,7 +8,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("dag", help="check, show or draw a DAG file (.yaml or .bif)")
     p.add_argument("action", choices=["check", "show", "draw"])
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="DAG file (.yaml or .bif) or shipped name (faces, rpg)")
     p.add_argument("--out", type=Path, default=None, help="PNG path for 'draw' (default: FILE.png)")
     p.add_argument("--json", action="store_true", help="'show' prints the DAG as JSON")
     p.set_defaults(func=_main)
