@@ -61,7 +61,8 @@ def test_wheel_ships_dags_procgen_pretrained_and_types(wheel_files):
     for module in sorted(ROOT.glob("procgen/*.py")):
         assert f"causalscene/procgen/{module.name}" in files
     for name in ("rpg", "faces"):
-        for part in ("checkpoint.pt", "config.json", "model.json", "dag.json", "eval.json"):
+        parts = ("checkpoint.pt", "probe_factorial.pt", "config.json", "model.json", "eval.json")
+        for part in (*parts, "dag.json"):
             assert f"causalscene/pretrained/{name}/{part}" in files
     assert "causalscene/py.typed" in files
     assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files)
