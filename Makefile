@@ -3,9 +3,9 @@
 # pyproject.toml hash under ~/.cache, see .ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# A matching torch/torchvision pair (DESIGN.md, Install). Override on other platforms, e.g.
-#   make install TORCH_SPEC="torch torchvision"
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# The torch build of these machines (DESIGN.md, Install). Override on other platforms, e.g.
+#   make install TORCH_SPEC="torch"
+TORCH_SPEC ?= torch==2.14.1
 DEPS_STAMP := $(VENV)/.causalscene-deps
 SEED ?= 0
 DEMO_ARGS ?=
@@ -21,7 +21,7 @@ install: $(DEPS_STAMP)
 
 $(DEPS_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip "setuptools>=68" wheel
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77" wheel
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $(DEPS_STAMP)

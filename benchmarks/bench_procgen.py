@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 # ---------------------------------------------------------------------------- speed
 def _child(n: int, size: int, workers: int, out: str) -> None:
-    import procgen
+    from causalscene import procgen
 
     start = time.perf_counter()
     procgen.make_dataset("rpg", n, size, seed=0, out=out, workers=workers)
@@ -159,7 +159,7 @@ def pil_scene(
 
 
 def bench_speed(sizes: list[int], size: int, workers: int, baseline_n: int) -> dict:
-    import procgen
+    from causalscene import procgen
 
     runs = [_run_child(n, size, workers) for n in sizes]  # first, from a small parent process
     for run in runs:
@@ -222,7 +222,7 @@ def bench_probe(
 ) -> dict:
     import torch
 
-    import procgen
+    from causalscene import procgen
     from causalscene.probes import ImageProbe
 
     torch.manual_seed(0)

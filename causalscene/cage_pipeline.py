@@ -103,8 +103,7 @@ def resolve_dag(
     """The DAG to compare with: ``spec`` (a DAG file, or the name of a shipped DAG), else the
     run's ``dag.json``, else the one the dataset's ``meta.json`` names; None when none does."""
     if spec:
-        path = Path(spec)
-        return CausalDAG.load(path) if path.is_file() or path.suffix else CausalDAG.shipped(spec)
+        return CausalDAG.load(spec)
     if run_dir is not None and (run_dir / "dag.json").is_file():
         return CausalDAG.from_dict(
             json.loads((run_dir / "dag.json").read_text()), source=str(run_dir)

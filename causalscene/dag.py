@@ -1,5 +1,9 @@
 """Causal DAGs over discrete scene variables, stored as data (``dags/*.yaml``).
 
+The shipped DAG files are the package data ``causalscene.dags`` (the repository's ``dags/``
+folder), found by name through ``importlib.resources``: :meth:`CausalDAG.load` takes a file or a
+shipped name (``faces``, ``rpg_fight``, or its alias ``rpg``).
+
 A :class:`CausalDAG` holds, for every node, its states, its parents and its conditional
 probability table (CPT). It is immutable in spirit: :meth:`CausalDAG.mutilate` and friends
 return copies. Files are validated on load; every fault raises :class:`DAGError`, whose
@@ -29,6 +33,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,17 @@ import yaml
 
 from causalscene.elimination import probability_of_evidence
 
-__all__ = ["CausalDAG", "DAGError", "Node", "StateValue", "Assignment", "shipped_dag_path"]
+__all__ = [
+    "CausalDAG",
+    "DAGError",
+    "Node",
+    "StateValue",
+    "Assignment",
+    "DAG_ALIASES",
+    "shipped_dag_names",
+    "shipped_dag_path",
+    "is_shipped_name",
+]
 
 #: A state given by name (``"golem"``) or by index (``1``).
 StateValue = str | int
@@ -168,7 +183,7 @@ class CausalDAG:
 
     @classmethod
     def shipped(cls, name: str) -> CausalDAG:
-        """One of the DAGs shipped in the repository's ``dags/`` folder (``rpg_fight``, ``faces``, ...)."""
+        """One of the DAGs shipped with the package (``rpg_fight`` or ``rpg``, ``faces``, ...)."""
         return cls.from_yaml(shipped_dag_path(name))
 
     @classmethod
@@ -233,7 +248,11 @@ class CausalDAG:
 
     @classmethod
     def load(cls, path: str | Path) -> CausalDAG:
-        """Load a ``.yaml``/``.yml`` or ``.bif`` file, by extension."""
+        """Load a ``.yaml``/``.yml`` or ``.bif`` file, by extension, or a shipped DAG by name
+        (``faces``, ``rpg_fight``, ``rpg``: a name has no extension and no folder; a file of that
+        name in the working directory wins)."""
+        if is_shipped_name(path) and not Path(path).is_file():
+            return cls.shipped(str(path))
         suffixes = [x.lower() for x in Path(path).suffixes]
         suffix = suffixes[-1] if suffixes else ""
         if suffix == ".bif" or suffixes[-2:] == [".bif", ".gz"]:
@@ -577,18 +596,40 @@ class CausalDAG:
         return {k: [self.states(k)[int(i)] for i in v] for k, v in codes.items()}
 
 
-DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
+#: the package holding the shipped DAG files (the repository's ``dags/`` folder, mapped)
+DAGS_PACKAGE = "causalscene.dags"
+#: other names of shipped DAGs: the procgen generator's name for the DAG it samples from
+DAG_ALIASES = {"rpg": "rpg_fight"}
+
+
+def shipped_dag_names() -> list[str]:
+    """The names of the shipped DAGs (file stems; aliases in :data:`DAG_ALIASES`)."""
+    files = resources.files(DAGS_PACKAGE).iterdir()
+    return sorted(f.name[: -len(".yaml")] for f in files if f.name.endswith(".yaml"))
+
+
+def is_shipped_name(spec: str | Path) -> bool:
+    """Whether ``spec`` reads as a DAG name (no extension, no folder) rather than a file path."""
+    path = Path(spec)
+    return bool(str(spec)) and len(path.parts) == 1 and not path.suffix
 
 
 def shipped_dag_path(name: str) -> Path:
-    """Path of ``dags/NAME.yaml``; a clear error names the shipped DAGs when it is missing."""
-    path = DAGS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in DAGS_DIR.glob("*.yaml"))
+    """The file of the shipped DAG ``name`` (or an alias); a clear error lists the shipped ones.
+
+    The package is installed on a file system (pip installs wheels so; editable installs map the
+    repository's ``dags/``), so the resource is a real file whose path can be recorded in a run.
+    """
+    stem = DAG_ALIASES.get(name, name)
+    resource = resources.files(DAGS_PACKAGE).joinpath(f"{stem}.yaml")
+    if not is_shipped_name(stem) or not resource.is_file():
+        known = ", ".join(shipped_dag_names()) or "none"
+        aliases = ", ".join(f"{a} = {b}" for a, b in DAG_ALIASES.items())
         raise DAGError(
-            f"no shipped DAG '{name}' (shipped: {', '.join(known) or 'none'})", source=str(DAGS_DIR)
+            f"no shipped DAG '{name}' (shipped: {known}; aliases: {aliases})",
+            source=DAGS_PACKAGE,
         )
-    return path
+    return Path(str(resource))
 
 
 # ---------------------------------------------------------------------- parsing

@@ -240,7 +240,7 @@ def _data_steps(config: DemoConfig, steps: _Steps) -> None:
 
 
 def _procgen(name: str, n: int, size: int, config: DemoConfig, folder: Path) -> Path:
-    import procgen
+    from causalscene import procgen
 
     workers = procgen.default_workers()
     return procgen.make_dataset(

@@ -52,6 +52,7 @@ __all__ = [
     "counterfactual_images",
     "infer",
     "evaluate",
+    "intervention_fidelity",
     "EvaluationConfig",
     "evaluate_run",
     "evaluation_probe",
@@ -225,7 +226,7 @@ def evaluate(
     Also ``probe_accuracy`` of ψ on the real images (its own ceiling).
     """
     rng = np.random.default_rng(seed)  # one stream, drawn in this order: fidelity, pick, targets
-    fidelity, by_state = _intervention_fidelity(model, probe, n_per_state, rng)
+    fidelity, by_state = intervention_fidelity(model, probe, n_per_state, rng)
     out: dict[str, Any] = {
         "fidelity": fidelity,
         "fidelity_by_state": by_state,
@@ -257,10 +258,12 @@ def evaluate(
     return _with_goals(out)
 
 
-def _intervention_fidelity(
+def intervention_fidelity(
     model: CausalVAE, probe: Any, n_per_state: int, rng: np.random.Generator
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Per rendered node: P(ψ_node = s) on images drawn under do(node = s), averaged and per s."""
+    """Per rendered node: P(ψ_node = s) on ``n_per_state`` images drawn under do(node = s) (z from
+    the prior, the other rendered nodes from the mutilated DAG), averaged over s and per s: the
+    ``fidelity`` and ``fidelity_by_state`` of :func:`evaluate`."""
     fidelity: dict[str, float] = {}
     by_state: dict[str, list[float]] = {}
     dag = model.query_dag()

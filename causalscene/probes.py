@@ -49,7 +49,7 @@ def factorial_source(data: str | Path, states: Mapping[str, Sequence[str]]) -> d
     the DAG's correlations as shortcuts. Measured (CPU, 6,000 training images): on *true* faces
     rendered under do(goatee = yes), women included, a probe trained on the data read "yes" 0.73 of
     the time and mustache 0.53; trained on the factorial design, 0.99 and 0.90."""
-    import procgen
+    from causalscene import procgen
     from causalscene.datasets import read_meta
 
     try:
@@ -73,7 +73,7 @@ def factorial_training_set(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``n`` fresh items of ``source``'s generator (:func:`factorial_source`) at ``size`` px with
     every rendered node drawn uniformly and independently: ``(uint8 images, {node: codes})``."""
-    import procgen
+    from causalscene import procgen
 
     images, labels, _ = procgen.sample_batch(
         source["generator"], n, size, seed, factorial=True, **source["options"]

@@ -4,11 +4,14 @@ Every generator draws the labels of a batch by ancestral sampling from its DAG
 (:meth:`causalscene.dag.CausalDAG.sample`) and renders from the *rendered* nodes only; hidden nodes
 shape the labels' joint distribution but never the pixels. Generators (``name → module``):
 
-* ``rpg``: fight scene of the tutorial (``dags/rpg_fight.yaml``), :mod:`procgen.rpg`
-* ``faces``: cartoon faces with CelebA-like attributes (``dags/faces.yaml``), :mod:`procgen.faces`
-* ``morpho``: thickness → intensity digits after Morpho-MNIST (``dags/morpho.yaml``),
-  :mod:`procgen.morpho`
-* ``mog``: the CAGE paper's 2-D mixture toy (``dags/mog.yaml``), points, :mod:`procgen.mog`
+* ``rpg``: fight scene of the tutorial (``dags/rpg_fight.yaml``), :mod:`.rpg`
+* ``faces``: cartoon faces with CelebA-like attributes (``dags/faces.yaml``), :mod:`.faces`
+* ``morpho``: thickness → intensity digits after Morpho-MNIST (``dags/morpho.yaml``), :mod:`.morpho`
+* ``mog``: the CAGE paper's 2-D mixture toy (``dags/mog.yaml``), points, :mod:`.mog`
+
+The folder sits at the repository's top level but is installed as ``causalscene.procgen`` (the
+name ``procgen`` belongs to another PyPI project); its DAG files are the package data
+``causalscene.dags``, found by name (:meth:`causalscene.dag.CausalDAG.shipped`).
 
 :func:`make_dataset` writes the shard folder format of :mod:`causalscene.datasets` into a staging
 folder and renames it when complete. Shard ``k`` draws from its own random stream
@@ -39,7 +42,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "GENERATORS",
-    "DAG_DIR",
     "make_dataset",
     "load_dag",
     "generator",
@@ -48,14 +50,8 @@ __all__ = [
     "default_workers",
 ]
 
-GENERATORS = {
-    "rpg": "procgen.rpg",
-    "faces": "procgen.faces",
-    "morpho": "procgen.morpho",
-    "mog": "procgen.mog",
-}
-#: the repository's ``dags/`` folder (DAG files are data, shipped beside the packages)
-DAG_DIR = Path(__file__).resolve().parent.parent / "dags"
+#: generator name → its module (``causalscene.procgen.rpg``, ...)
+GENERATORS = {name: f"{__name__}.{name}" for name in ("rpg", "faces", "morpho", "mog")}
 DEFAULT_SHARD_SIZE = 4096
 #: items rendered at once inside a shard (fixed: it is part of the random stream's layout)
 BATCH = 512
@@ -70,10 +66,10 @@ def generator(name: str) -> ModuleType:
 
 @lru_cache(maxsize=8)
 def load_dag(name: str):
-    """The DAG a generator samples its labels from."""
+    """The DAG a generator samples its labels from (a shipped DAG: its module's ``DAG_FILE``)."""
     from causalscene.dag import CausalDAG
 
-    return CausalDAG.from_yaml(DAG_DIR / generator(name).DAG_FILE)
+    return CausalDAG.shipped(Path(generator(name).DAG_FILE).stem)
 
 
 def sample_batch(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from procgen import render as R
+from . import render as R
 
 DAG_FILE = "faces.yaml"
 MIN_SIZE = 24

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from procgen import render as R
+from . import render as R
 
 DAG_FILE = "morpho.yaml"
 MIN_SIZE = 16

@@ -25,7 +25,7 @@ limb and weapon angle changes), lighting of each figure, sky and ground colours,
 ground texture and pixel noise.
 
 Speed: every (creature, type, pose, scale, variant) figure is rendered once per image size as an
-anti-aliased sprite (2× supersampled) with the vectorised primitives of :mod:`procgen.render`;
+anti-aliased sprite (2× supersampled) with the vectorised primitives of :mod:`.render`;
 a batch of scenes is then a background pass plus two batched sprite pastes.
 """
 
@@ -36,7 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from procgen import render as R
+from . import render as R
 
 DAG_FILE = "rpg_fight.yaml"
 MIN_SIZE = 24

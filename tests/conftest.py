@@ -12,9 +12,6 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DAGS = os.path.join(ROOT, "dags")
-
 
 @pytest.fixture(autouse=True)
 def _pyro_clean():
@@ -30,6 +27,8 @@ def _pyro_clean():
 @pytest.fixture
 def dag_path():
     def get(name: str) -> str:
-        return os.path.join(DAGS, f"{name}.yaml")
+        from causalscene.dag import shipped_dag_path
+
+        return str(shipped_dag_path(name))  # the package data, as an installed package finds it
 
     return get

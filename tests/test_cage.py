@@ -286,7 +286,7 @@ def test_compare_with_dag_scores_only_reliable(dag_path, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A plain VAE trained for one epoch on 96 procedural faces (32 px)."""
-    import procgen
+    from causalscene import procgen
     from causalscene.model import PlainVAE
     from causalscene.train import TrainConfig, fit
 

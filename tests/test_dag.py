@@ -50,6 +50,34 @@ def test_all_shipped_dags_load(dag_path):
             assert np.allclose(dag.cpt(node).sum(-1), 1.0)
 
 
+def test_shipped_dags_resolve_by_name_through_the_package(tmp_path, monkeypatch, dag_path):
+    """Shipped DAGs are package data (causalscene.dags), found by name from any directory; the
+    alias rpg names rpg_fight; a path still loads a file, and a file in the cwd wins over a name."""
+    from importlib import resources
+
+    from causalscene.dag import shipped_dag_names, shipped_dag_path
+
+    monkeypatch.chdir(tmp_path)
+    assert shipped_dag_names() == ["faces", "mog", "morpho", "rpg_fight"]
+    package = resources.files("causalscene.dags")
+    for name in shipped_dag_names():
+        assert shipped_dag_path(name).read_text() == package.joinpath(f"{name}.yaml").read_text()
+        assert CausalDAG.load(name).to_dict() == CausalDAG.from_yaml(dag_path(name)).to_dict()
+    assert CausalDAG.load("rpg").name == CausalDAG.shipped("rpg").name == "rpg_fight"
+    assert shipped_dag_path("rpg") == shipped_dag_path("rpg_fight")
+    with pytest.raises(DAGError, match="no shipped DAG 'wings'.*faces.*rpg = rpg_fight"):
+        CausalDAG.load("wings")
+    with pytest.raises(DAGError, match="no shipped DAG"):
+        CausalDAG.shipped("../faces")
+    with pytest.raises(DAGError, match="file not found"):
+        CausalDAG.load("faces.yaml")  # a path (it has an extension), not a name
+    mine = write(tmp_path, VALID, "mine.yaml")
+    assert CausalDAG.load(mine).name == CausalDAG.load("mine.yaml").name == "tiny"
+    (tmp_path / "faces").write_text("not a DAG")
+    with pytest.raises(DAGError, match="unknown DAG file type"):
+        CausalDAG.load("faces")  # the file in the working directory, not the shipped DAG
+
+
 def test_rpg_fight_tables_are_the_tutorials(dag_path):
     dag = CausalDAG.from_yaml(dag_path("rpg_fight"))
     assert dag.hidden_nodes == [

@@ -116,9 +116,7 @@ class _OracleProbe:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A CausalVAE trained briefly on the planted synthetic faces (16 px)."""
-    import os
-
-    dag = CausalDAG.load(os.path.join(os.path.dirname(__file__), "..", "dags", "faces.yaml"))
+    dag = CausalDAG.shipped("faces")
     data = synth_data(dag, 600, seed=2)
     torch.manual_seed(0)
     model = CausalVAE(dag, 16, 2, base_channels=8)
@@ -194,7 +192,7 @@ def test_verbs(trained, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_evaluate_verb_on_procgen_data(tmp_path, dag_path, capsys):
-    import procgen
+    from causalscene import procgen
 
     data = procgen.make_dataset("faces", 160, 32, seed=0, out=tmp_path / "faces")
     run = tmp_path / "run"

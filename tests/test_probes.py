@@ -152,7 +152,7 @@ def test_factorial_source_matches_a_procgen_folder_by_generator_and_states(tmp_p
     factorial training set of a match renders those nodes with every state combination."""
     import json
 
-    import procgen
+    from causalscene import procgen
     from causalscene.probes import factorial_source, factorial_training_set
 
     faces = procgen.load_dag("faces")

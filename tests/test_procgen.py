@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import procgen
+from causalscene import procgen
 from causalscene.cli import main as cli_main
 from causalscene.datasets import ShardDataset, load_arrays, read_meta
-from procgen import mog, morpho, rpg
-from procgen import render as R
+from causalscene.procgen import mog, morpho, rpg
+from causalscene.procgen import render as R
 
 
 # ------------------------------------------------------------------------- primitives

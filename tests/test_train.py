@@ -241,7 +241,7 @@ def test_ddp_two_gloo_processes_stay_in_sync(tmp_path):
 
 @pytest.mark.slow
 def test_train_verb(tmp_path, dag_path, capsys):
-    import procgen
+    from causalscene import procgen
 
     data = procgen.make_dataset("rpg", 48, 32, seed=0, out=tmp_path / "rpg")
     run = tmp_path / "run"
@@ -360,7 +360,7 @@ def test_train_verb(tmp_path, dag_path, capsys):
 
 
 def test_train_verb_tiny(tmp_path, dag_path, capsys):
-    import procgen
+    from causalscene import procgen
 
     data = procgen.make_dataset("rpg", 24, 32, seed=0, out=tmp_path / "rpg")
     run = tmp_path / "run"
@@ -713,3 +713,33 @@ def test_building_the_train_verb_imports_no_torch():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_run_folder_records_paths_that_work_from_any_directory(tmp_path, monkeypatch):
+    """train given a relative --data and a shipped --dag name records the data folder as an
+    absolute path (the DAG by its name), so verbs that read config.data run from elsewhere."""
+    from causalscene import procgen
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    procgen.make_dataset("rpg", 24, 32, seed=0, out="data/rpg")
+    tiny = ["--epochs", "1", "--batch-size", "12", "--latent-dim", "2", "--base-channels", "4"]
+    args = ["train", "--dag", "rpg", "--data", "data/rpg", "--out", "runs/rpg", *tiny]
+    assert main([*args, "--no-progress", "--seed", "0"]) == 0
+    recorded = json.loads((work / "runs/rpg/config.json").read_text())["config"]
+    assert recorded["data"] == str((work / "data/rpg").resolve())
+    assert recorded["dag"] == "rpg"
+    monkeypatch.chdir(elsewhere)
+    run = str(work / "runs/rpg")
+    cf = ["counterfactual", run, "--index", "0", "--do", "action=attack", "--out", "cf.png"]
+    assert main(cf) == 0  # --index reads the run's data (config.data)
+    assert (elsewhere / "cf.png").is_file()
+    # a run that recorded a path relative to where it was trained (older runs) resumes there
+    from causalscene.train.checkpoint import check_resume_config
+
+    saved, mine = {**recorded, "data": "data/rpg"}, TrainConfig.from_dict(recorded)
+    with pytest.raises(ValueError, match="data"):
+        check_resume_config(saved, mine, Path("checkpoint.pt"))  # here data/rpg is another folder
+    monkeypatch.chdir(work)
+    check_resume_config(saved, mine, Path("checkpoint.pt"))

@@ -40,7 +40,11 @@ def register(subparsers) -> None:
     p.add_argument("--num-latents", type=int, default=10_000)
     p.add_argument("--min-accuracy", type=float, default=0.75, help="separability threshold")
     p.add_argument("--data", type=Path, default=None, help="dataset (default: the run's)")
-    p.add_argument("--dag", default=None, help="DAG to compare with (default: the run's/data's)")
+    p.add_argument(
+        "--dag",
+        default=None,
+        help="DAG file or shipped name to compare with (default: the run's/data's)",
+    )
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument(
         "--probe-epochs", type=int, default=5, help="image-probe epochs (--outcome image)"

@@ -10,7 +10,7 @@ from causalscene.commands._common import add_json, add_seed, console, print_json
 def register(subparsers) -> None:
     p = subparsers.add_parser("dag", help="check, show or draw a DAG file (.yaml or .bif)")
     p.add_argument("action", choices=["check", "show", "draw"])
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="DAG file (.yaml or .bif) or shipped name (faces, rpg)")
     p.add_argument("--out", type=Path, default=None, help="PNG path for 'draw' (default: FILE.png)")
     add_json(p, "the check's counts, the DAG ('show') or the PNG's path ('draw')")
     add_seed(p, used=False)

@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def _main(args) -> int:
-    import procgen
+    from causalscene import procgen
 
     options = {}
     if args.mnist is not None:

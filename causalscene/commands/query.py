@@ -15,7 +15,7 @@ from causalscene.commands._common import console as _console
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("query", help="exact condition / intervention / counterfactual query")
-    p.add_argument("file", type=Path, help="DAG file (.yaml or .bif)")
+    p.add_argument("file", type=Path, help="DAG file (.yaml or .bif) or shipped name (faces, rpg)")
     p.add_argument("--variables", nargs="+", required=True, metavar="V")
     p.add_argument("--evidence", nargs="*", default=[], metavar="K=V")
     p.add_argument("--do", nargs="*", default=[], metavar="K=V")

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
     d = TrainConfig()
     p = subparsers.add_parser("train", help="train a CausalVAE on an image dataset (SVI)")
-    p.add_argument("--dag", type=Path, default=None, help="DAG file (dags/*.yaml)")
+    p.add_argument("--dag", type=Path, default=None, help="DAG file or shipped name (faces, rpg)")
     p.add_argument(
         "--data", type=Path, required=True, help="dataset folder (causalscene procgen ...)"
     )

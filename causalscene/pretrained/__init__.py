@@ -5,7 +5,13 @@ of each batch; one H200). Each folder is a run folder (``config.json`` with the 
 ``model.json``, ``dag.json``, ``metrics.jsonl``, ``eval.json`` measured on the GPU right after
 training, the last sample and reconstruction grids) whose ``checkpoint.pt`` holds the weights
 alone, stored as float16 (loaded into float32 by :func:`causalscene.train.load_run`, with
-``weights_only=True``); it cannot be resumed.
+``weights_only=True``); it cannot be resumed. ``probe_factorial.pt`` beside it is the image probe ψ
+that reads the rendered nodes off images (:class:`causalscene.probes.ImageProbe`), trained by the
+recipe of ``causalscene evaluate --probe-images 20000 --probe-epochs 10 --seed 0`` (the one behind
+``eval.json``: 20,000 fresh factorial procgen images at 64 px, each also blurred, seed 0; see
+:func:`causalscene.generate.evaluation_probe`), trained on a CPU (15 and 11 CPU minutes) and
+stored as float16. It reads every node of 2,000 fresh factorial images at 0.97-1.0, and lets
+intervention fidelity be checked on a CPU in seconds (``tests/test_pretrained.py``).
 
 ``path("faces")`` is the folder, usable wherever a run folder is (``causalscene generate``, ``cage``...).
 """

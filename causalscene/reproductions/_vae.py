@@ -41,9 +41,9 @@ def plain_vae(
     """
     from causalscene.datasets import load_arrays
     from causalscene.model import PlainVAE
+    from causalscene.procgen import make_dataset
     from causalscene.train import TrainConfig, fit, load_run
     from causalscene.utils import set_seed
-    from procgen import make_dataset
 
     folder = Path(folder) if folder is not None else context.out
     data, run = folder / "data", folder / "run"

@@ -66,7 +66,7 @@ def reproduce_cage_mog(context: Context) -> Measured:
     it: there the effect's linear probe is blurred (its boundary is curved in z) and τ ≈ 0.
     ``holds``: in each ordering, a majority of the flows (3 of 5) infer mixture → low_mean.
     """
-    import procgen
+    from causalscene import procgen
     from causalscene.datasets import load_arrays
 
     preset = _mog_preset(context)
@@ -181,7 +181,7 @@ def _mog_data_outcome(
 ) -> dict[str, Any]:
     """GATEs with the outcome read off the decoded points by exact oracles (eq. 9)."""
     from causalscene.cage import gate, p_value, permutation_null, tau
-    from procgen import mog
+    from causalscene.procgen import mog
 
     def low_mean(z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -118,6 +118,10 @@ def check_resume_config(saved: dict[str, Any], config: TrainConfig, path: Path) 
     # fields added since the checkpoint was written: the value they had before they existed
     defaults = {**TrainConfig().to_dict(), **FIELDS_BEFORE_THEY_EXISTED}
     saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    for key in ("data", "dag"):  # runs that recorded a path relative to where train ran
+        old, new = saved.get(key), mine[key]
+        if old and new and old != new and Path(old).resolve() == Path(new).resolve():
+            saved[key] = new
     differ = [k for k in mine if k not in RESUME_MAY_CHANGE and saved.get(k) != mine[k]]
     if mine["consistency_weight"] == saved.get("consistency_weight") == 0:
         differ = [k for k in differ if k != "consistency_fraction"]  # no term: no share

@@ -3,24 +3,26 @@
 ``train_run(config)`` loads the DAG (``config.dag``) and the dataset (``config.data``), builds a
 new :class:`~causalscene.model.CausalVAE` (or with ``no_dag`` a
 :class:`~causalscene.model.PlainVAE`), fits it into ``config.out`` and, when CPTs were learned,
-writes ``cpts.json`` beside the run.
+writes ``cpts.json`` beside the run. The run's ``config.json`` records the dataset and a DAG file
+as absolute paths (a shipped DAG by its name), so verbs that read them work from any directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from causalscene.dag import CausalDAG
+from causalscene.dag import CausalDAG, is_shipped_name
 from causalscene.model import CausalVAE, PlainVAE, TrainableVAE
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import load_dataset
 from causalscene.train.loop import fit
 from causalscene.utils import atomic_write_json, set_seed
 
-__all__ = ["new_model", "train_run", "write_learned_cpts"]
+__all__ = ["new_model", "train_run", "write_learned_cpts", "portable_paths"]
 
 
 def new_model(config: TrainConfig, dag: CausalDAG | None, image_size: int) -> TrainableVAE:
@@ -52,6 +54,7 @@ def train_run(
         raise ValueError("--learn-cpts needs a DAG (drop --no-dag)")
     if config.data is None:
         raise ValueError("--data DIR is required")
+    config = portable_paths(config)
     dag = CausalDAG.load(config.dag) if config.dag else None
     data = load_dataset(config.data, dag, config.max_images)
     set_seed(config.seed)
@@ -60,6 +63,16 @@ def train_run(
     if isinstance(model, CausalVAE) and model.learn_cpts and config.out:
         write_learned_cpts(model, Path(config.out))
     return model, history
+
+
+def portable_paths(config: TrainConfig) -> TrainConfig:
+    """A copy of ``config`` whose ``data`` and ``dag`` work from any directory: absolute, resolved
+    paths (a shipped DAG's name, e.g. ``faces``, stays a name)."""
+    dag = config.dag
+    if dag and not (is_shipped_name(dag) and not Path(dag).is_file()):
+        dag = str(Path(dag).resolve())
+    data = str(Path(config.data).resolve()) if config.data else config.data
+    return dataclasses.replace(config, dag=dag, data=data)
 
 
 def write_learned_cpts(model: CausalVAE, out: Path) -> dict[str, dict[str, Any]]:

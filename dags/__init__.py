@@ -1,0 +1,1 @@
+"""DAG files shipped with causalscene (package data, read through ``importlib.resources``)."""
