@@ -1,5 +1,5 @@
-"""Train the factorial image probe ψ shipped beside a pretrained model
-(``causalscene/pretrained/NAME/probe_factorial.pt``), on the GPU.
+"""Train the factorial image probe ψ that ships beside a pretrained model (the shipped ones were
+trained by this recipe on a CPU: ``causalscene/pretrained/NAME/probe_factorial.pt``), on ``--device``.
 
 It is the probe ``causalscene evaluate RUN --probe-images 20000 --probe-epochs 10`` trains
 (:func:`causalscene.generate.evaluation_probe`, the recipe behind the shipped ``eval.json``):

@@ -56,6 +56,8 @@ CASES = {
         "4",
         "--json",
     ],
+    # the shipped probe's trainer (GPU in use), here a 64-image probe for one epoch on the CPU
+    "pretrained_probe.py": ["rpg", "--images", "64", "--epochs", "1", "--device", "cpu"],
 }
 
 
@@ -63,7 +65,8 @@ CASES = {
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_benchmark_runs_with_tiny_flags(script, tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *CASES[script]],
+        [sys.executable, str(ROOT / "benchmarks" / script), *CASES[script]]
+        + (["--out", str(tmp_path / "out")] if script == "pretrained_probe.py" else []),
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
