@@ -10,6 +10,7 @@ import numpy as np
 from torch import nn
 
 from causalscene.reproductions._base import Context
+from causalscene.train.config import TrainConfig
 
 
 @dataclass
@@ -72,16 +73,15 @@ def plain_vae(
     return TrainedVAE(model.eval(), images, labels, history, data)
 
 
-def _finished(run: Path, config: Any) -> bool:
+def _finished(run: Path, config: TrainConfig) -> bool:
     """``run`` holds a finished run whose settings equal ``config``'s (device aside)."""
     import json
-    from dataclasses import asdict
 
     try:
         saved = json.loads((run / "config.json").read_text())["config"]
         epochs_done = len((run / "metrics.jsonl").read_text().splitlines())
     except (OSError, ValueError, KeyError):
         return False
-    mine = json.loads(json.dumps(asdict(config)))
+    mine = config.to_dict()
     same = all(saved.get(k) == v for k, v in mine.items() if k not in ("device", "progress"))
     return same and epochs_done >= config.epochs and (run / "checkpoint.pt").is_file()
