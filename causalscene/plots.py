@@ -5,6 +5,7 @@ Images are ``[B, H, W, C]`` uint8 or ``[B, C, H, W]`` floats in [0, 1] (torch or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,13 @@ def plot_training_curve(
     epochs = [r["epoch"] for r in history]
     fig, ax = plt.subplots(figsize=(4.6, 3.0))
     ax.plot(epochs, [r["train_elbo"] for r in history], "-o", ms=3, label="train ELBO")
-    ax.plot(epochs, [r["heldout_elbo"] for r in history], "-s", ms=3, label="held-out ELBO")
+    held = [  # every eval_every epochs (null or NaN in between)
+        (r["epoch"], r["heldout_elbo"])
+        for r in history
+        if r.get("heldout_elbo") is not None and math.isfinite(r["heldout_elbo"])
+    ]
+    if held:
+        ax.plot(*zip(*held), "-s", ms=3, label="held-out ELBO")
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (higher is better)")
     ax.set_xticks(epochs)

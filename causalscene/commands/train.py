@@ -57,6 +57,18 @@ def register(subparsers) -> None:
     )
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="epochs between the held-out ELBO and the grids (and after the last)",
+    )
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=d.save_every,
+        help="epochs between epoch-end checkpoints (and after the last)",
+    )
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument(
@@ -104,6 +116,8 @@ def config_from_args(args):
         consistency_fraction=args.consistency_fraction,
         max_images=args.max_images,
         checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
         bf16=args.bf16,
         channels_last=args.channels_last,
         progress=not args.no_progress,

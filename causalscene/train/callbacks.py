@@ -27,9 +27,17 @@ log = logging.getLogger(__name__)
 EpochCallback = Callable[[TrainState, dict[str, Any]], None]
 
 
+def _due(run: TrainState, every: int) -> bool:
+    """Whether this epoch's end is one of every ``every`` epochs' (or the run's last)."""
+    return (run.epoch + 1) % every == 0 or run.epoch + 1 == run.config.epochs
+
+
 def heldout_elbo(run: TrainState, record: dict[str, Any]) -> None:
-    """``record["heldout_elbo"]``: mean ELBO of the held-out images (forked RNG, seeded by epoch)."""
+    """``record["heldout_elbo"]``: mean ELBO of the held-out images (forked RNG, seeded by epoch),
+    every ``eval_every`` epochs."""
     data, config = run.data, run.config
+    if not _due(run, config.eval_every):
+        return
     record["heldout_elbo"] = evaluate_elbo(
         run.model, data.hold_images, data.hold_labels, config, seed=config.seed + run.epoch
     )
@@ -53,8 +61,9 @@ def write_metrics_file(run: TrainState, record: dict[str, Any]) -> None:
 
 
 def write_grids(run: TrainState, record: dict[str, Any]) -> None:
-    """``samples_eNNN.png`` and ``recon_eNNN.png`` (rank 0, with a run folder)."""
-    if run.out is not None and run.writes_files:
+    """``samples_eNNN.png`` and ``recon_eNNN.png`` (rank 0, with a run folder), every
+    ``eval_every`` epochs."""
+    if run.out is not None and run.writes_files and _due(run, run.config.eval_every):
         data = run.data
         draw_grids(
             run.model, run.out, record["epoch"], data.hold_images, data.hold_labels, run.config
@@ -62,8 +71,9 @@ def write_grids(run: TrainState, record: dict[str, Any]) -> None:
 
 
 def checkpoint_at_epoch_end(run: TrainState, record: dict[str, Any]) -> None:
-    """``checkpoint.pt`` at the start of the next epoch."""
-    save_checkpoint(run, run.epoch + 1, 0)
+    """``checkpoint.pt`` at the start of the next epoch, every ``save_every`` epochs."""
+    if _due(run, run.config.save_every):
+        save_checkpoint(run, run.epoch + 1, 0)
 
 
 EPOCH_END: tuple[EpochCallback, ...] = (
