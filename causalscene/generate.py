@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from causalscene import queries
+from causalscene import procgen, queries
 from causalscene.dag import Assignment, DAGError
 from causalscene.model import CausalVAE
 from causalscene.plots import save_image_grid
@@ -503,6 +503,7 @@ def evaluate_run(
     source = factorial_source(data, {node: model.dag.states(node) for node in model.rendered})
     probe = evaluation_probe(run, model, images, labels, source, config)
     n_probe = min(len(images), config.probe_images)
+    accuracy = probe_heldout_accuracy(probe, source, images, labels, n_probe, config)
     if source is None and len(images) - n_probe >= config.n_counterfactual:
         # ψ learnt from the data's first images: counterfactuals start from images it never saw
         images, labels = images[n_probe:], {k: v[n_probe:] for k, v in labels.items()}
@@ -518,6 +519,7 @@ def evaluate_run(
     )
     result["seconds"] = time.perf_counter() - tic
     result["probe_training"] = training_design(source)
+    result["probe_heldout_accuracy"] = accuracy
     result["run"] = str(run)
     result["train_device"] = train_config.device
     result.update(_training_cost(run))
@@ -559,14 +561,40 @@ def evaluation_probe(
     n = min(len(images), config.probe_images)
     rng = np.random.default_rng(config.seed)
     if source is not None:  # procedural data: ψ learns from a factorial design (docstring)
-        images, labels = factorial_training_set(source, n, model.image_size, rng)
+        images, labels = factorial_training_set(
+            source, n, model.image_size, rng, workers=procgen.default_workers()
+        )
     blurred = blur_images(images[:n], rng.uniform(0.5, 2.0, size=n))
     train = np.concatenate([images[:n], blurred])
     codes = {k: np.concatenate([v[:n], v[:n]]) for k, v in labels.items()}
     probe = ImageProbe(model.dag, model.image_size)
-    probe.fit(train, codes, epochs=config.probe_epochs, seed=config.seed)
+    probe.fit(train, codes, epochs=config.probe_epochs, seed=config.seed, device=config.device)
     probe.save(path)
     return probe
+
+
+def probe_heldout_accuracy(
+    probe: ImageProbe,
+    source: Mapping[str, Any] | None,
+    images: np.ndarray,
+    labels: Mapping[str, np.ndarray],
+    n_probe: int,
+    config: EvaluationConfig,
+    n: int = 1000,
+) -> dict[str, Any]:
+    """ψ's accuracy per node on images it never saw: ``n`` fresh factorial items of ``source``
+    (a seed of their own), or the data's images after the ``n_probe`` it learnt from."""
+    if source is not None:
+        rng = np.random.default_rng([config.seed, 1])
+        size = images.shape[1]
+        held, codes = factorial_training_set(source, n, size, rng, procgen.default_workers())
+    else:
+        held = images[n_probe : n_probe + n]
+        codes = {k: v[n_probe : n_probe + n] for k, v in labels.items()}
+    if len(held) == 0:
+        return {"n": 0, "accuracy": {}}
+    known = {k: np.asarray(v) for k, v in codes.items() if k in probe.cards}
+    return {"n": int(len(held)), "accuracy": probe.accuracy(held, known)}
 
 
 def blur_images(images: np.ndarray, sigmas: np.ndarray, batch: int = 512) -> np.ndarray:

@@ -78,12 +78,14 @@ def sample_batch(
     size: int | None = None,
     seed: int | np.random.Generator = 0,
     factorial: bool = False,
+    workers: int = 1,
     **options: Any,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Sample ``n`` labelled items in memory: ``(data, labels, extras)``.
 
     ``labels`` holds every DAG node, hidden ones included (ground truth for tests); the data is
-    rendered from the rendered nodes alone, :data:`BATCH` items at a time.
+    rendered from the rendered nodes alone, :data:`BATCH` items at a time, each batch with its own
+    random stream drawn from ``seed``: the same items whatever ``workers`` (processes) render them.
 
     ``factorial=True`` draws each rendered node uniformly and independently instead of from the
     DAG (a factorial design; ``labels`` then holds the rendered nodes only). A measurer trained on
@@ -98,14 +100,30 @@ def sample_batch(
         codes = {v: rng.integers(dag.cardinality(v), size=n) for v in dag.rendered_nodes}
     else:
         codes = dag.sample(n, seed=rng)
-    parts, extras = [], []
-    for start in range(0, n, BATCH):
-        rendered = {node: codes[node][start : start + BATCH] for node in dag.rendered_nodes}
-        data, extra = module.render(rendered, size, rng, **options)
-        parts.append(data)
-        extras.append(extra)
+    starts = range(0, n, BATCH)
+    seeds = rng.integers(2**63, size=len(starts))
+    jobs = [
+        (name, {v: codes[v][a : a + BATCH] for v in dag.rendered_nodes}, size, int(s), options)
+        for a, s in zip(starts, seeds)
+    ]
+    if workers > 1 and len(jobs) > 1:
+        context = multiprocessing.get_context(
+            "fork" if sys.platform.startswith("linux") else "spawn"
+        )
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            rendered = list(pool.map(_render_job, jobs))
+    else:
+        rendered = [_render_job(job) for job in jobs]
+    extras = [extra for _, extra in rendered]
     joined = {k: np.concatenate([e[k] for e in extras]) for k in (extras[0] if extras else {})}
-    return np.concatenate(parts) if parts else np.zeros((0,)), codes, joined
+    data = np.concatenate([d for d, _ in rendered]) if rendered else np.zeros((0,))
+    return data, codes, joined
+
+
+def _render_job(job: tuple) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One batch of :func:`sample_batch`: ``(data, extras)`` rendered with its own stream."""
+    name, rendered, size, seed, options = job
+    return generator(name).render(rendered, size, np.random.default_rng(seed), **options)
 
 
 def _shard_job(job: tuple) -> tuple[int, int]:
