@@ -266,7 +266,7 @@ def _celeba(root: Path, n: int = 8) -> tuple[Path, np.ndarray]:
     lines = [str(n), " ".join(CELEBA_NAMES)]
     for i in range(n):
         name = f"{i + 1:06d}.jpg"
-        pixels = rng.integers(0, 256, (30, 24, 3), dtype=np.uint8)
+        pixels = rng.integers(0, 256, (29, 25, 3), dtype=np.uint8)  # odd margins
         Image.fromarray(pixels).save(root / "img_align_celeba" / name, quality=95)
         lines.append(name + " " + "  ".join(f"{v:d}" for v in table[i]))
     (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
