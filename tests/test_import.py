@@ -343,8 +343,9 @@ def _learnable_folder(tmp: Path, n: int = 64) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 def test_train_evaluate_and_cage_on_an_imported_folder(tmp_path, capsys):
-    """Measured: 86-111 s wall (about 25 s of CPU) on a shared 2-core CPU. The verbs' image probes learn from the imported data
-    (there is no procgen generator to draw a factorial design from) and their JSON says so."""
+    """The verbs' image probes learn from the imported data (there is no procgen generator to
+    draw a factorial design from) and their JSON says so. Measured: 86-111 s wall (about 25 s
+    of CPU) on a shared 2-core CPU."""
     folder, labels = _learnable_folder(tmp_path)
     data, run = tmp_path / "data", tmp_path / "run"
     code, _, _ = _run(
