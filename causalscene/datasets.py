@@ -14,7 +14,8 @@ bytes), so their arrays can be memory-mapped: :class:`ShardDataset` reads one it
 the mapped shards and its memory stays flat in the number of items. Nothing is unpickled
 (``allow_pickle=False`` semantics throughout).
 
-:class:`CelebAFolder` reads ``img_align_celeba/`` with ``list_attr_celeba.txt`` (and
+Your own images become such a folder through :mod:`causalscene.importers` (``causalscene data
+import``); :class:`CelebAFolder` reads ``img_align_celeba/`` with ``list_attr_celeba.txt`` (and
 ``list_eval_partition.txt`` when present) and maps CelebA's ±1 attributes onto a DAG's nodes by
 :data:`CELEBA_ATTRIBUTES`. It never downloads and checks no checksums.
 """
@@ -49,6 +50,7 @@ __all__ = [
     "write_npz",
     "read_npz",
     "shard_name",
+    "square_resize",
     "staging_folder",
     "commit_folder",
 ]
@@ -501,13 +503,7 @@ class CelebAFolder:
                 raise ValueError(
                     f"CelebA: {path} is {width}x{height}, above max_pixels={self.max_pixels}"
                 )
-            side = min(width, height) if self.crop is None else min(self.crop, width, height)
-            left, top = (width - side) // 2, (height - side) // 2
-            square = image.convert("RGB").crop((left, top, left + side, top + side))
-            resized = square.resize(
-                (self.image_size, self.image_size), Image.Resampling.BILINEAR, reducing_gap=2.0
-            )
-            return np.asarray(resized, np.uint8)
+            return square_resize(image, self.image_size, self.crop)
 
     def __getitem__(self, index: int):
         import torch
@@ -534,6 +530,21 @@ class CelebAFolder:
             else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
         )
         return images, {node: codes[idx] for node, codes in self.labels.items()}
+
+
+def square_resize(image: Any, size: int, crop: int | None = None) -> np.ndarray:
+    """A PIL image as uint8 ``[size, size, 3]``: converted to RGB, the centred square of side
+    ``crop`` cut out (None, or a crop larger than the image: the largest centred square), then
+    resized (bilinear, ``reducing_gap=2.0``). Shared by :class:`CelebAFolder` and
+    :mod:`causalscene.importers`."""
+    from PIL import Image
+
+    width, height = image.size
+    side = min(width, height) if crop is None else min(int(crop), width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = image.convert("RGB").crop((left, top, left + side, top + side))
+    resized = square.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(resized, np.uint8)
 
 
 def _read_celeba_attributes(path: Path) -> tuple[list[str], list[str], np.ndarray]:

@@ -25,6 +25,7 @@ FLAGS = {
     "cage": {"--device", "--json", "--no-progress"},
     "counterfactual": {"--device", "--json", "--no-progress"},
     "dag": {"--json"},
+    "data": {"--json", "--no-progress"},  # each of its actions (import, import-celeba)
     "demo": {"--device", "--json", "--no-progress"},
     "evaluate": {"--device", "--json", "--no-progress"},
     "generate": {"--device", "--json", "--no-progress"},
@@ -60,9 +61,18 @@ def test_every_registered_verb_is_in_the_flag_table():
     assert set(_subparsers()) == set(FLAGS)
 
 
-@pytest.mark.parametrize("verb", sorted(FLAGS))
-def test_verb_takes_the_shared_flags(verb):
-    sub = _subparsers()[verb]
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser``, or the parsers of its actions when it has some (``data import|import-celeba``)."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [p for a in nested for p in a.choices.values()] if nested else [parser]
+
+
+@pytest.mark.parametrize(
+    "verb, sub",
+    [(verb, sub) for verb in sorted(FLAGS) for sub in _leaf_parsers(_subparsers()[verb])],
+    ids=lambda value: value if isinstance(value, str) else value.prog.split()[-1],
+)
+def test_verb_takes_the_shared_flags(verb, sub):
     options = {s for a in sub._actions for s in a.option_strings}
     assert "--seed" in options and "--seed" in sub.format_help()
     assert options & SHARED == FLAGS[verb], f"{verb}: {sorted(options & SHARED)}"

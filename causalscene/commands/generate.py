@@ -138,6 +138,6 @@ def _evaluate(args) -> int:
         device=args.device,
     )
     result = evaluate_run(args.run, args.data, config)
-    keys = ("fidelity", "preserved", "identity_max_abs_diff", "goals")
+    keys = ("fidelity", "preserved", "identity_max_abs_diff", "goals", "probe_training")
     print_json({k: result[k] for k in keys})
     return 0
