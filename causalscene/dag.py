@@ -30,8 +30,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -61,21 +62,37 @@ StateValue = str | int
 Assignment = Mapping[str, StateValue]
 
 TOLERANCE = 1e-6
+#: most samples one call draws (``sample``, ``--num-samples``): arrays [n, states] must fit
+MAX_SAMPLES = 10_000_000
+#: most cells (samples x the largest state count) one sampling call holds at once
+MAX_SAMPLE_CELLS = 10**8
+#: most forward draws rejection sampling may need on average (n / P(evidence))
+MAX_REJECTION_DRAWS = 10**9
 
 
 class DAGError(ValueError):
     """A DAG file, a node or a query argument is malformed; the message says where and why."""
 
-    def __init__(self, fault: str, *, source: str | None = None, node: str | None = None):
+    def __init__(
+        self,
+        fault: str,
+        *,
+        source: str | None = None,
+        node: str | None = None,
+        line: int | None = None,
+    ):
         self.source = source
         self.node = node
         self.fault = fault
+        self.line = line
         where = []
         if source:
-            where.append(str(source))
+            where.append(f"{source}:{line}" if line else str(source))
+        elif line:
+            where.append(f"line {line}")
         if node is not None:
             where.append(f"node '{node}'")
-        super().__init__(": ".join([*where, fault]))
+        super().__init__(": ".join([*where, " ".join(fault.split())]))
 
 
 @dataclass(frozen=True)
@@ -166,20 +183,13 @@ class CausalDAG:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_yaml(cls, path: str | Path) -> CausalDAG:
-        """Load and validate a DAG file (``yaml.safe_load`` semantics: no code runs)."""
+        """Load and validate a DAG file: a ``yaml.SafeLoader`` without aliases, duplicate keys
+        or deep nesting, within the size limits of :mod:`causalscene.dagio`."""
+        from causalscene import dagio
+
         path = Path(path)
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DAGError("file not found", source=source) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DAGError(f"cannot read file ({exc})", source=source) from None
-        try:
-            data = yaml.load(text, Loader=_DagLoader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            raise DAGError(f"not valid YAML ({exc})".replace("\n", " "), source=source) from None
-        return cls.from_dict(data, source=source)
+        data = dagio.load_yaml(dagio.read_text(path), str(path))
+        return cls.from_dict(data, source=str(path))
 
     @classmethod
     def shipped(cls, name: str) -> CausalDAG:
@@ -216,6 +226,9 @@ class CausalDAG:
                     node=name,
                 )
             cpts[name] = _parse_cpt(by_name[name], by_name, table, source)
+        for key in ("name", "description"):
+            if isinstance(data.get(key), (Mapping, list)):
+                raise DAGError(f"'{key}' must be text", source=source)
         return cls(
             name=str(data.get("name") or Path(source).stem),
             nodes=nodes,
@@ -226,25 +239,14 @@ class CausalDAG:
 
     @classmethod
     def from_bif(cls, path: str | Path) -> CausalDAG:
-        """Load a BIF network (bnlearn repository format; ``.bif`` or ``.bif.gz``) via pgmpy."""
-        import gzip
-
-        from pgmpy.readwrite import BIFReader
+        """Load a BIF network (bnlearn repository format; ``.bif`` or ``.bif.gz``) with the
+        strict reader of :mod:`causalscene.dagio` (the network pgmpy's ``BIFReader`` builds)."""
+        from causalscene import dagio
 
         path = Path(path)
-        if not path.is_file():
-            raise DAGError("file not found", source=str(path))
-        try:
-            raw = path.read_bytes()
-            text = (gzip.decompress(raw) if path.suffix.lower() == ".gz" else raw).decode("utf-8")
-            model = BIFReader(string=text).get_model()
-            if not model.nodes():
-                raise ValueError("no variables")
-        except Exception as exc:  # pgmpy raises many kinds on malformed input
-            fault = f"not a valid BIF network ({type(exc).__name__}: {exc})"
-            raise DAGError(fault, source=str(path)) from None
-        name = path.name.split(".")[0]
-        return cls.from_pgmpy(model, name=name, source=str(path))
+        source = str(path)
+        nodes, cpts = dagio.read_bif(dagio.read_text(path), source)
+        return cls(name=path.name.split(".")[0], nodes=nodes, cpts=cpts, source=source)
 
     @classmethod
     def load(cls, path: str | Path) -> CausalDAG:
@@ -331,10 +333,18 @@ class CausalDAG:
                 source=self.source,
                 node=node.name,
             )
-        _check_rows(node, table.reshape(-1, node.cardinality), self._row_labels(node), self.source)
-        table = table.copy()
+        rows = _check_rows(node, table.reshape(-1, node.cardinality), self._row_label, self.source)
+        table = rows.reshape(expected)
         table.setflags(write=False)
         return table
+
+    def _row_label(self, node: Node, row: int) -> str:
+        """The label of row ``row`` of ``node``'s CPT (parents' states joined by ',')."""
+        if not node.parents:
+            return "(root)"
+        cards = [self._nodes[p].cardinality for p in node.parents]
+        index = np.unravel_index(row, cards)
+        return ",".join(self.states(p)[i] for p, i in zip(node.parents, index))
 
     def _row_labels(self, node: Node) -> list[str]:
         if not node.parents:
@@ -550,8 +560,7 @@ class CausalDAG:
         (vectorised rejection sampling, exact in distribution; the acceptance probability is
         computed exactly first, so impossible evidence raises instead of looping).
         """
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        self.check_sample_count(n, "n", minimum=0)
         dag = self.mutilate(do) if do else self
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         fixed = dag.check_assignment(evidence, "evidence")
@@ -560,6 +569,12 @@ class CausalDAG:
         p_evidence = probability_of_evidence(dag, fixed)
         if p_evidence <= 0:
             raise DAGError(f"evidence {dict(evidence or {})} has probability 0", source=self.source)
+        if n / p_evidence > MAX_REJECTION_DRAWS:
+            raise DAGError(
+                f"evidence {dict(evidence or {})} has probability {p_evidence:.3g}: rejection "
+                f"sampling would need about {n / p_evidence:.3g} draws (limit {MAX_REJECTION_DRAWS:.0e})",
+                source=self.source,
+            )
         chunks: list[dict[str, np.ndarray]] = []
         have = 0
         while have < n:
@@ -571,6 +586,38 @@ class CausalDAG:
             chunks.append({k: v[keep] for k, v in draw.items()})
             have += int(keep.sum())
         return {k: np.concatenate([c[k] for c in chunks])[:n] for k in dag._order}
+
+    def check_sample_count(self, n: Any, what: str = "num_samples", minimum: int = 1) -> None:
+        """Refuse a sample count that is not an integer in [minimum, :data:`MAX_SAMPLES`], or
+        whose arrays (n x the largest state count) exceed :data:`MAX_SAMPLE_CELLS`."""
+        if (
+            not isinstance(n, (int, np.integer))
+            or isinstance(n, bool)
+            or not minimum <= n <= MAX_SAMPLES
+        ):
+            raise DAGError(
+                f"{what} must be an integer from {minimum} to {MAX_SAMPLES:,}, got {n!r}",
+                source=self.source,
+            )
+        widest = max(node.cardinality for node in self._nodes.values())
+        if n * widest > MAX_SAMPLE_CELLS:
+            raise DAGError(
+                f"{what} = {n:,} samples of up to {widest} states exceed {MAX_SAMPLE_CELLS:.0e} cells",
+                source=self.source,
+            )
+
+    def check_table_size(self, variables: Iterable[str], what: str = "query") -> None:
+        """Refuse a joint table over ``variables`` of more than ``MAX_TABLE_ENTRIES`` entries."""
+        from causalscene.dagio import MAX_TABLE_ENTRIES
+
+        variables = list(variables)
+        entries = math.prod(self.cardinality(v) for v in variables)
+        if entries > MAX_TABLE_ENTRIES:
+            raise DAGError(
+                f"the {what}'s joint table over {len(variables)} variables would have "
+                f"{entries:,} entries, over the limit of {MAX_TABLE_ENTRIES:,}",
+                source=self.source,
+            )
 
     def cpt_rows(self, node: str, codes: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         """The CPT rows ``[n, K]`` of ``node`` selected by its parents' ``codes`` (``{parent: [n]}``)."""
@@ -636,9 +683,27 @@ def shipped_dag_path(name: str) -> Path:
 _NODE_KEYS = {"states", "parents", "rendered", "hidden", "description"}
 
 
-def _parse_node(name: str, spec: Any, source: str) -> Node:
+def _check_states(
+    name: str, states: Iterable[str], source: str | None, forbidden: str = ",="
+) -> None:
+    """Node and state names: non-empty, no ',' (CPT row keys join states by ','), no '=' in
+    YAML files (BIF networks such as child.bif have states like '>=7.5')."""
     if not name or "," in name:
         raise DAGError("node names must be non-empty and contain no ','", source=source, node=name)
+    seen: set[str] = set()
+    for state in states:
+        if not state or any(c in state for c in forbidden):
+            raise DAGError(
+                f"state '{state}' must be non-empty and contain no {' or '.join(forbidden)}",
+                source=source,
+                node=name,
+            )
+        if state in seen:
+            raise DAGError(f"duplicate state '{state}'", source=source, node=name)
+        seen.add(state)
+
+
+def _parse_node(name: str, spec: Any, source: str) -> Node:
     if not isinstance(spec, Mapping):
         raise DAGError("node spec must be a mapping with 'states'", source=source, node=name)
     unknown = sorted(set(map(str, spec)) - _NODE_KEYS)
@@ -647,21 +712,15 @@ def _parse_node(name: str, spec: Any, source: str) -> Node:
     raw_states = spec.get("states")
     if not isinstance(raw_states, list) or len(raw_states) < 1:
         raise DAGError("'states' must be a non-empty list", source=source, node=name)
+    if any(isinstance(s, (Mapping, list)) for s in raw_states):
+        raise DAGError("'states' must be a list of names", source=source, node=name)
     states = tuple(_as_name(s) for s in raw_states)
-    seen: set[str] = set()
-    for state in states:
-        if not state or "," in state or "=" in state:
-            raise DAGError(
-                f"state '{state}' must be non-empty and contain no ',' or '='",
-                source=source,
-                node=name,
-            )
-        if state in seen:
-            raise DAGError(f"duplicate state '{state}'", source=source, node=name)
-        seen.add(state)
+    _check_states(name, states, source)
     raw_parents = spec.get("parents", []) or []
-    if not isinstance(raw_parents, list):
-        raise DAGError("'parents' must be a list", source=source, node=name)
+    if not isinstance(raw_parents, list) or any(
+        isinstance(p, (Mapping, list)) for p in raw_parents
+    ):
+        raise DAGError("'parents' must be a list of node names", source=source, node=name)
     flags = {}
     for flag in ("rendered", "hidden"):
         value = spec.get(flag, False)
@@ -673,73 +732,95 @@ def _parse_node(name: str, spec: Any, source: str) -> Node:
     return Node(name, states, tuple(_as_name(p) for p in raw_parents), **flags)
 
 
+def _is_number(value: Any) -> bool:
+    """A real number that is not a boolean (``true`` is no probability)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
 def _parse_row(value: Any, node: Node, label: str, source: str) -> np.ndarray:
+    where: dict[str, Any] = {"source": source, "node": node.name}
     if not isinstance(value, list):
+        raise DAGError(f"CPT row '{label}' must be a list of probabilities", **where)
+    if len(value) != node.cardinality:
         raise DAGError(
-            f"CPT row '{label}' must be a list of probabilities", source=source, node=node.name
+            f"CPT row '{label}' has length {len(value)}, expected {node.cardinality} "
+            f"(states: {', '.join(node.states)})",
+            **where,
         )
+    if not all(_is_number(v) for v in value):
+        raise DAGError(f"CPT row '{label}' has a non-number", **where)
     try:
         row = np.array([float(v) for v in value], float)
-    except (TypeError, ValueError):
-        raise DAGError(
-            f"CPT row '{label}' has a non-number", source=source, node=node.name
-        ) from None
-    if row.shape != (node.cardinality,):
-        raise DAGError(
-            f"CPT row '{label}' has length {row.size}, expected {node.cardinality} "
-            f"(states: {', '.join(node.states)})",
-            source=source,
-            node=node.name,
-        )
+    except OverflowError:
+        raise DAGError(f"CPT row '{label}' has a number too large for a float", **where) from None
+    if not np.all(np.isfinite(row)):
+        raise DAGError(f"CPT row '{label}' is not finite", **where)
     return row
 
 
 def _parse_cpt(node: Node, nodes: Mapping[str, Node], table: Any, source: str) -> np.ndarray:
+    """A CPT from its file form; sizes are checked before anything is allocated."""
+    from causalscene.dagio import check_table_entries
+
+    where: dict[str, Any] = {"source": source, "node": node.name}
+    parents = [nodes[p] for p in node.parents]
+    cards = [p.cardinality for p in parents]
+    check_table_entries(node.name, [*cards, node.cardinality], source)
     if not node.parents:
         if isinstance(table, Mapping):
-            raise DAGError(
-                "a root's CPT is one row (a list), not a mapping", source=source, node=node.name
-            )
-        return _parse_row(table, node, "(root)", source)[None, :].reshape(node.cardinality)
+            raise DAGError("a root's CPT is one row (a list), not a mapping", **where)
+        return _parse_row(table, node, "(root)", source)
     if not isinstance(table, Mapping):
-        raise DAGError(
-            f"CPT must map parent states ({','.join(node.parents)}) to rows",
-            source=source,
-            node=node.name,
-        )
-    parent_states = [nodes[p].states for p in node.parents]
-    expected = {",".join(c): c for c in itertools.product(*parent_states)}
-    rows: dict[tuple[str, ...], np.ndarray] = {}
+        raise DAGError(f"CPT must map parent states ({','.join(node.parents)}) to rows", **where)
+    index = [{s: i for i, s in enumerate(p.states)} for p in parents]
+    rows: dict[int, np.ndarray] = {}
     for raw_key, value in table.items():
-        key = ",".join(part.strip() for part in _as_name(raw_key).split(","))
-        if key not in expected:
+        parts = [part.strip() for part in _as_name(raw_key).split(",")]
+        key = ",".join(parts)
+        if len(parts) != len(parents) or any(s not in i for s, i in zip(parts, index)):
             raise DAGError(
                 f"extra CPT row '{key}' (rows are states of {','.join(node.parents)} joined by ',')",
-                source=source,
-                node=node.name,
+                **where,
             )
-        if expected[key] in rows:
-            raise DAGError(f"CPT row '{key}' given twice", source=source, node=node.name)
-        rows[expected[key]] = _parse_row(value, node, key, source)
-    missing = [k for k, c in expected.items() if c not in rows]
-    if missing:
-        raise DAGError(f"missing CPT row '{missing[0]}'", source=source, node=node.name)
-    shape = tuple(len(s) for s in parent_states) + (node.cardinality,)
-    return np.stack([rows[c] for c in itertools.product(*parent_states)]).reshape(shape)
+        flat = int(np.ravel_multi_index([i[s] for s, i in zip(parts, index)], cards))
+        if flat in rows:
+            raise DAGError(f"CPT row '{key}' given twice", **where)
+        rows[flat] = _parse_row(value, node, key, source)
+    n_rows = math.prod(cards)
+    if len(rows) < n_rows:
+        filled = np.zeros(n_rows, bool)
+        filled[list(rows)] = True
+        first = np.unravel_index(int(np.argmin(filled)), cards)
+        label = ",".join(p.states[i] for p, i in zip(parents, first))
+        raise DAGError(f"missing CPT row '{label}'", **where)
+    return np.stack([rows[i] for i in range(n_rows)]).reshape(*cards, node.cardinality)
 
 
-def _check_rows(node: Node, rows: np.ndarray, labels: list[str], source: str | None) -> None:
-    for label, row in zip(labels, rows):
-        if not np.all(np.isfinite(row)):
-            raise DAGError(f"CPT row '{label}' is not finite", source=source, node=node.name)
-        if np.any(row < 0):
-            raise DAGError(
-                f"CPT row '{label}' has a negative probability", source=source, node=node.name
-            )
-        total = float(row.sum())
-        if abs(total - 1.0) > TOLERANCE:
-            raise DAGError(
-                f"CPT row '{label}' sums to {total:.9g}, not 1 (tolerance {TOLERANCE:g})",
-                source=source,
-                node=node.name,
-            )
+def _check_rows(
+    node: Node, rows: np.ndarray, label: Callable[[Node, int], str], source: str | None
+) -> np.ndarray:
+    """Check CPT rows ``[R, K]`` (finite, >= 0, sum 1 within :data:`TOLERANCE`); return them
+    renormalised, so that a file's rounding (sachs.bif: 1 ± 1e-7) does not reach the answers.
+
+    Rows already within ``4 K`` float epsilons of 1 are kept as they are, which makes loading
+    idempotent (a saved and reloaded DAG has the same digest)."""
+    where: dict[str, Any] = {"source": source, "node": node.name}
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        raise DAGError(f"CPT row '{label(node, int(np.argmax(bad)))}' is not finite", **where)
+    bad = (rows < 0).any(axis=1)
+    if bad.any():
+        first = label(node, int(np.argmax(bad)))
+        raise DAGError(f"CPT row '{first}' has a negative probability", **where)
+    totals = rows.sum(axis=1)
+    off = np.abs(totals - 1.0)
+    if (off > TOLERANCE).any():
+        i = int(np.argmax(off > TOLERANCE))
+        raise DAGError(
+            f"CPT row '{label(node, i)}' sums to {totals[i]:.9g}, not 1 (tolerance {TOLERANCE:g})",
+            **where,
+        )
+    rounding = 4 * rows.shape[1] * np.finfo(float).eps
+    return np.where((off > rounding)[:, None], rows / totals[:, None], rows)

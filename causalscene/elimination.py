@@ -45,5 +45,6 @@ def probability_of_evidence(dag: CausalDAG, evidence: Assignment) -> float:
     if not codes:
         return 1.0
     variables = tuple(codes)
+    dag.check_table_size(variables, "evidence")
     table = eliminate(dag, variables, {})
     return float(table[tuple(codes[v] for v in variables)])

@@ -743,9 +743,14 @@ class CausalVAE(TrainableVAE):
             for n, t in self.learned_cpts().items()
         }
         loglik = {k: v.double() for k, v in loglik.items()}
+        # Pyro's enumeration drops size-1 dims, so a plate of size 1 is unknown to its contraction
+        # (compute_marginals raises KeyError): one row is padded to two identical rows.
+        rows = max(batch, 2)
+        labels = {k: v.expand(rows) for k, v in labels.items()}
+        loglik = {k: v.expand(rows, -1) for k, v in loglik.items()}
 
         def discrete_model():
-            with pyro.plate("data", batch, dim=-1):
+            with pyro.plate("data", rows, dim=-1):
                 self._dag_sites(cpts, labels, frozenset(), evidence_loglik=loglik)
 
         def empty_guide():
@@ -757,7 +762,8 @@ class CausalVAE(TrainableVAE):
         out = {}
         for node in self.dag.hidden_nodes:
             support = torch.arange(self.cards[node], device=self.device).reshape(-1, 1)
-            out[node] = marginals[node].log_prob(support).exp().T.contiguous().float()  # [B, card]
+            probs = marginals[node].log_prob(support).exp().T[:batch]
+            out[node] = probs.contiguous().float()  # [B, card]
         return out
 
     def as_generator(self) -> CausalGenerator:

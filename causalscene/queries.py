@@ -121,6 +121,7 @@ def _check_variables(dag: CausalDAG, variables: Sequence[str] | str) -> tuple[st
     duplicates = sorted({v for v in variables if variables.count(v) > 1})
     if duplicates:
         raise DAGError(f"variable '{duplicates[0]}' is listed twice", source=dag.source)
+    dag.check_table_size(variables)
     return variables
 
 
@@ -285,6 +286,8 @@ def counterfactual(
         raise DAGError("a counterfactual needs at least one do=... assignment", source=dag.source)
     if noise not in NOISE_ASSUMPTIONS:
         raise DAGError(f"unknown noise model '{noise}' (known: {', '.join(NOISE_ASSUMPTIONS)})")
+    if noise == "gumbel":
+        dag.check_sample_count(num_samples)
     _require_possible(dag, observed, "factual evidence")
     states = {v: dag.states(v) for v in variables}
     if noise == "monotone":

@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
+    "bench_bif.py": ["--networks", "asia", "--repeats", "1", "--json"],
     "bench_queries.py": ["--repeats", "1"],
     "bench_train.py": [
         "--cuda-graph",  # parsed; captured loops are timed only on a CUDA device

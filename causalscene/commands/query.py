@@ -21,7 +21,12 @@ def register(subparsers) -> None:
     p.add_argument("--do", nargs="*", default=[], metavar="K=V")
     p.add_argument("--factual", nargs="*", default=[], metavar="K=V")
     p.add_argument("--noise", choices=["monotone", "gumbel"], default="monotone")
-    p.add_argument("--num-samples", type=int, default=20_000, help="Gumbel-noise Monte Carlo size")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=20_000,
+        help="Gumbel-noise Monte Carlo size (1 to 10,000,000; default: 20,000)",
+    )
     add_seed(p)
     add_json(p, "the query's result")
     p.set_defaults(func=_main)
