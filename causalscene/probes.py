@@ -296,7 +296,7 @@ class ImageProbe(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ImageProbe:
         payload = load_torch(path, "probe", device)  # SHA-256 verified, weights only
-        config = payload.get("config") if isinstance(payload, dict) else None
+        config: Any = payload.get("config") if isinstance(payload, dict) else None
         try:
             probe = cls(config["cards"], config["image_size"], config["channels"], config["width"])
         except (TypeError, KeyError, ValueError, AttributeError, RuntimeError):

@@ -226,9 +226,13 @@ def check_model_payload(state: Any, model: Any, path: Path) -> None:
     for name, want in expected.items():
         got = weights[name]
         if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            what = (
+                f"{tuple(got.shape)} {got.dtype}"
+                if isinstance(got, torch.Tensor)
+                else type(got).__name__
+            )
             raise ValueError(
-                f"{path}: does not match model.json ('{name}' is {shape}, expected "
+                f"{path}: does not match model.json ('{name}' is {what}, expected "
                 f"{tuple(want.shape)} {want.dtype})"
             )
     bad = first_nonfinite(weights.items())
@@ -241,8 +245,8 @@ def saved_config(state: Any, path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a checkpoint (holds a {type(state).__name__}, not a dict)")
     try:
-        saved = json.loads(state.get("config"))
-    except (TypeError, ValueError):
+        saved = json.loads(state["config"])
+    except (TypeError, ValueError, KeyError):
         saved = None
     if not isinstance(saved, dict):
         raise _field(path, "config", "must be the JSON text of the run's config")

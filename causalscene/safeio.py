@@ -26,6 +26,7 @@ import os
 import pickle
 import stat
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -154,15 +155,24 @@ def load_torch(path: str | Path, what: str = "checkpoint", device: Any = "cpu") 
         raise FileNotFoundError(f"{path}: no such {what}")
     verify_sidecar(path, what)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the refusal says enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure is the same fault for the user
         raise ValueError(
-            f"{path}: corrupt {what}: not a plain checkpoint of tensors ({_reason(exc)})"
+            f"{path}: corrupt {what}: not a plain checkpoint of tensors ({_reason(exc, path)})"
         ) from None
 
 
-def _reason(exc: BaseException) -> str:
+def _starts_with_zip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _reason(exc: BaseException, path: Path) -> str:
     text = str(exc)
+    if "zip" not in text and not _starts_with_zip(path):
+        return "not a torch zip archive"
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
         return "it holds Python objects beyond tensors; refused unread"
     if "zip" in text or "central directory" in text or isinstance(exc, EOFError):
