@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from causalscene.dag import CausalDAG
+from causalscene.runfolder import check_meta
+from causalscene.safeio import verify_shard
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +206,9 @@ def read_meta(root: str | Path) -> dict[str, Any]:
         raise DatasetError(f"{root}: no meta.json (not a finished dataset folder)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{path}: unreadable ({exc})") from None
+    check_meta(path, meta)  # shards, labels, data, extras typed (causalscene.runfolder)
     if meta.get("format") != FORMAT:
         raise DatasetError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
     if int(meta.get("format_version", -1)) > FORMAT_VERSION:
@@ -285,6 +288,7 @@ class ShardDataset:
         for path, entry in zip(self.files, shards):
             if not path.is_file():
                 raise DatasetError(f"{self.root}: shard {entry['file']} is missing")
+            verify_shard(path, entry.get("sha256"))  # SHA-256 from meta.json (safeio)
             arrays = read_npz(path)
             count = self._check_shard(path, arrays, int(entry["count"]))
             counts.append(count)

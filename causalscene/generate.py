@@ -405,11 +405,19 @@ def dataset_items(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Images ``[B, H, W, C]`` and rendered labels ``{node: [B]}`` of items ``index`` of ``data``."""
     images, labels = load_dataset(data, model.dag)
+    check_image_size(images, model.image_size, data)
     bad = [i for i in index if not 0 <= i < len(images)]
     if bad:
         raise ValueError(f"--index {bad[0]} out of range (dataset has {len(images)} images)")
     rows = list(index)
     return images[rows], {k: labels[k][rows] for k in model.rendered}
+
+
+def check_image_size(images: np.ndarray, size: int, data: str | Path) -> None:
+    """The dataset's images are the model's size (``ValueError`` naming both otherwise)."""
+    if images.ndim != 4 or images.shape[1:3] != (size, size):
+        shape = "x".join(map(str, images.shape[1:3]))
+        raise ValueError(f"{data}: images are {shape} px, the run's model wants {size}x{size}")
 
 
 def counterfactual_grid(res: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -500,6 +508,7 @@ def evaluate_run(
     if data is None:
         raise ValueError("evaluate needs --data DIR (the run has no dataset recorded)")
     images, labels = load_dataset(data, model.dag)
+    check_image_size(images, model.image_size, data)
     source = factorial_source(data, {node: model.dag.states(node) for node in model.rendered})
     probe = evaluation_probe(run, model, images, labels, source, config)
     n_probe = min(len(images), config.probe_images)

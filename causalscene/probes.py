@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from causalscene.runfolder import check_model_payload
+from causalscene.safeio import load_torch
 from causalscene.tensors import to_float_images
 from causalscene.utils import atomic_torch_save
 
@@ -322,9 +324,13 @@ class ImageProbe(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ImageProbe:
-        payload = torch.load(Path(path), map_location=device, weights_only=True)
-        config = payload["config"]
-        probe = cls(config["cards"], config["image_size"], config["channels"], config["width"])
+        payload = load_torch(path, "probe", device)  # SHA-256 verified, weights only
+        config: Any = payload.get("config") if isinstance(payload, dict) else None
+        try:
+            probe = cls(config["cards"], config["image_size"], config["channels"], config["width"])
+        except (TypeError, KeyError, ValueError, AttributeError, RuntimeError):
+            raise ValueError(f"{path}: not a probe file (no valid 'config')") from None
+        check_model_payload({"model": payload.get("state_dict")}, probe, Path(path))
         probe.load_state_dict(payload["state_dict"])
         probe.eval()
         return probe.to(device)

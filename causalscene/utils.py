@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import random
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -31,31 +29,15 @@ __all__ = [
 ]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder, then rename.
 
-    A crash leaves either the old file or the new one, never a half-written file.
+    A crash leaves either the old file or the new one, never a half-written file; a device, FIFO
+    or folder at ``path`` is refused, a symlink written through (:func:`causalscene.safeio.atomic_write`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from causalscene.safeio import atomic_write
+
+    return atomic_write(path, data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -101,12 +83,15 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to memory, then an atomic write (checkpoints are never half-written)."""
+    """``torch.save`` to memory, then an atomic write (checkpoints are never half-written), with
+    its SHA-256 in ``path.sha256`` (:func:`causalscene.safeio.write_with_sidecar`)."""
     import torch
+
+    from causalscene.safeio import write_with_sidecar
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_with_sidecar(path, buffer.getvalue())
 
 
 def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> Path:

@@ -183,6 +183,7 @@ def make_dataset(
         shard_name,
         staging_folder,
     )
+    from causalscene.safeio import sha256_file
     from causalscene.utils import atomic_write_json, package_version
 
     module = generator(name)
@@ -267,7 +268,14 @@ def make_dataset(
             "image_size": None if data_key != "images" else size,
             "count": n,
             "shard_size": shard_size,
-            "shards": [{"file": shard_name(k), "count": counts[k]} for k in range(len(jobs))],
+            "shards": [
+                {
+                    "file": shard_name(k),
+                    "count": counts[k],
+                    "sha256": sha256_file(staging / shard_name(k)),
+                }
+                for k in range(len(jobs))
+            ],
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.items()},
         }
         atomic_write_json(staging / "meta.json", meta)

@@ -12,6 +12,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = {
     "bench_bif.py": ["--networks", "asia", "--repeats", "1", "--json"],
     "bench_queries.py": ["--repeats", "1"],
+    "bench_integrity.py": [
+        "--images",
+        "48",
+        "--image-size",
+        "16",
+        "--base-channels",
+        "4",
+        "--batch-size",
+        "16",
+        "--checkpoint-every",
+        "1",
+        "--repeats",
+        "1",
+    ],  # fmt: skip
     "bench_train.py": [
         "--cuda-graph",  # parsed; captured loops are timed only on a CUDA device
         "--consistency-weight",  # training's extra term, in both loops

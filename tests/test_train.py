@@ -603,6 +603,7 @@ def test_resume_of_a_checkpoint_older_than_the_consistency_term(rpg, tmp_path):
     del saved["consistency_weight"], saved["consistency_fraction"]
     state["config"] = json.dumps(saved)
     torch.save(state, run / "checkpoint.pt")
+    (run / "checkpoint.pt.sha256").unlink()  # an older checkpoint: written before checksums
     with pytest.raises(ValueError, match=r"different config.*consistency_weight: 0.0"):
         fit(CausalVAE(rpg, 16, 3, base_channels=4), data, _config(epochs=2), out=run, resume=True)
     history = fit(

@@ -21,7 +21,11 @@ def _main(args) -> int:
     from rich.table import Table
 
     from causalscene.dag import CausalDAG
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_file
 
+    check_numbers(args, VERB_RANGES["dag"], flags=True)
+    if args.action == "draw":
+        check_out_file(args.out or args.file.with_suffix(".png"))
     dag = CausalDAG.load(args.file)
     if args.action == "check":
         if args.json:

@@ -84,8 +84,11 @@ def register(subparsers) -> None:
 
 def _generate(args) -> int:
     from causalscene.generate import write_query_images
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_file
     from causalscene.utils import parse_assignments
 
+    check_numbers(args, VERB_RANGES["generate"], flags=True)  # before any work: one line, exit 2
+    check_out_file(args.out)
     evidence = parse_assignments(args.evidence, "evidence")
     do = parse_assignments(args.do, "do")
     rows = write_query_images(args.run, args.out, evidence, do, args.n, args.seed, args.device)
@@ -98,8 +101,11 @@ def _generate(args) -> int:
 
 def _counterfactual(args) -> int:
     from causalscene.generate import write_counterfactual_images
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_file
     from causalscene.utils import parse_assignments
 
+    check_numbers(args, VERB_RANGES["counterfactual"], flags=True)
+    check_out_file(args.out)
     summary = write_counterfactual_images(
         args.run,
         args.out,
@@ -120,7 +126,9 @@ def _counterfactual(args) -> int:
 
 def _infer(args) -> int:
     from causalscene.generate import infer_images
+    from causalscene.options import VERB_RANGES, check_numbers
 
+    check_numbers(args, VERB_RANGES["infer"], flags=True)
     result = infer_images(args.run, args.image, args.seed, args.device)
     print_json(result, indent=None if args.json else 2)
     return 0
@@ -128,7 +136,10 @@ def _infer(args) -> int:
 
 def _evaluate(args) -> int:
     from causalscene.generate import EvaluationConfig, evaluate_run
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_file
 
+    check_numbers(args, VERB_RANGES["evaluate"], flags=True)  # before any work: one line, exit 2
+    check_out_file(args.run / "eval.json", "RUN")
     config = EvaluationConfig(
         n_per_state=args.n_per_state,
         n_counterfactual=args.n_counterfactual,

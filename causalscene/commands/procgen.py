@@ -45,7 +45,10 @@ def register(subparsers) -> None:
 
 def _main(args) -> int:
     from causalscene import procgen
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
 
+    check_numbers(args, VERB_RANGES["procgen"], flags=True)  # before any work: one line, exit 2
+    check_out_folder(args.out)
     options = {}
     if args.mnist is not None:
         if args.generator != "morpho":

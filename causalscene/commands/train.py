@@ -128,8 +128,11 @@ def config_from_args(args):
 
 
 def _main(args) -> int:
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
     from causalscene.train import TrainingDiverged, train_run
 
+    check_numbers(args, VERB_RANGES["train"], flags=True)  # before any work: one line, exit 2
+    check_out_folder(args.out)
     config = config_from_args(args)
     try:
         model, history = train_run(config, resume=args.resume)

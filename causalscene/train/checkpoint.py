@@ -28,8 +28,19 @@ import torch
 
 from causalscene.dag import CausalDAG
 from causalscene.model import CausalVAE, PlainVAE, TrainableVAE
+from causalscene.runfolder import (
+    check_config_json,
+    check_dag_json,
+    check_model_json,
+    check_model_payload,
+    check_resume_payload,
+    read_json,
+    saved_config,
+)
+from causalscene.safeio import first_nonfinite, load_torch
 from causalscene.tensors import resolve_device
 from causalscene.train.config import FIELDS_BEFORE_THEY_EXISTED, RESUME_MAY_CHANGE, TrainConfig
+from causalscene.train.guards import TrainingDiverged, kept_checkpoint
 from causalscene.train.state import TrainState
 from causalscene.utils import (
     atomic_torch_save,
@@ -62,6 +73,7 @@ def write_metrics(out: Path, history: Sequence[Mapping[str, Any]]) -> None:
 def save_checkpoint(run: TrainState, epoch: int, step_in_epoch: int) -> None:
     """``checkpoint.pt`` at position (``epoch``, ``step_in_epoch``), atomically; rank 0 only."""
     path = run.checkpoint_path
+    refuse_nonfinite_state(run)  # only finite state is ever written: the last good one stays
     if path is None or not run.main_process:
         return
     atomic_torch_save(
@@ -89,7 +101,8 @@ def resume_from_checkpoint(run: TrainState) -> None:
     if path is None or not path.is_file():
         raise ValueError(f"--resume: no checkpoint at {path}")
     state = read_checkpoint(path, run.device)
-    check_resume_config(json.loads(state["config"]), run.config, path)
+    check_resume_config(saved_config(state, path), run.config, path)
+    check_resume_payload(state, run.model, run.optimizer, path)
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"], run.device)
@@ -131,15 +144,25 @@ def check_resume_config(saved: dict[str, Any], config: TrainConfig, path: Path) 
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """A checkpoint's dict, read with ``weights_only=True`` (nothing in it can run code)."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # corrupt zip, truncated file, unpickling refused ...
-        raise ValueError(
-            f"{path}: corrupt or unreadable checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+    """A checkpoint's dict, read with ``weights_only=True`` (nothing in it can run code) after
+    its SHA-256 sidecar is verified (:func:`causalscene.safeio.load_torch`)."""
+    return load_torch(path, "checkpoint", device)
+
+
+def refuse_nonfinite_state(run: TrainState) -> None:
+    """:class:`TrainingDiverged` when a parameter or optimizer tensor is NaN/inf (one host read)."""
+    named = [*run.model.state_dict().items(), *_optimizer_items(run.optimizer)]
+    bad = first_nonfinite(named)
+    if bad is not None:
+        raise TrainingDiverged(
+            f"training diverged: '{bad}' became NaN/inf by step {run.global_step}; "
+            f"{kept_checkpoint(run.checkpoint_path)}. Try a smaller --lr."
+        )
+
+
+def _optimizer_items(optimizer: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
+    state = optimizer.state_dict()["state"]
+    return [(f"optimizer.{k}.{n}", v) for k, s in state.items() for n, v in s.items()]
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -177,24 +200,14 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TrainableVAE, Tr
     for name in ("config.json", "model.json", "checkpoint.pt"):
         if not (run_dir / name).is_file():
             raise ValueError(f"{run_dir}: missing {name} (not a finished training run?)")
-    try:
-        info = json.loads((run_dir / "config.json").read_text())
-        model_config = json.loads((run_dir / "model.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{run_dir}: unreadable config.json/model.json ({exc})") from None
-    config = TrainConfig.from_dict(info["config"])
+    config = check_config_json(run_dir / "config.json", read_json(run_dir / "config.json"))
+    model_config = check_model_json(run_dir / "model.json", read_json(run_dir / "model.json"))
     dag = None
     if model_config.get("kind") == "causal":
-        dag = CausalDAG.from_dict(
-            json.loads((run_dir / "dag.json").read_text()), source=str(run_dir / "dag.json")
-        )
+        dag = check_dag_json(run_dir / "dag.json", read_json(run_dir / "dag.json"))
     model = build_model(model_config, dag)
     target = resolve_device(device)
     state = read_checkpoint(run_dir / "checkpoint.pt", "cpu")
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(
-            f"{run_dir / 'checkpoint.pt'}: does not match model.json ({exc})"
-        ) from None
+    check_model_payload(state, model, run_dir / "checkpoint.pt")  # names, shapes, finite
+    model.load_state_dict(state["model"])
     return model.to(target).eval(), config

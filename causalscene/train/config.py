@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from causalscene.options import TRAIN_RANGES, check_numbers
+
 #: config fields that may change on ``--resume`` (everything else must match the checkpoint).
 RESUME_MAY_CHANGE = (
     "epochs",
@@ -110,11 +112,7 @@ class TrainConfig:
                 f"checkpoint_every and log_every must be >= 1 (steps), got "
                 f"{self.checkpoint_every} and {self.log_every}"
             )
-        if self.eval_every < 1 or self.save_every < 1:
-            raise ValueError(
-                f"eval_every and save_every must be >= 1 (epochs), got "
-                f"{self.eval_every} and {self.save_every}"
-            )
+        check_numbers(self, TRAIN_RANGES)  # every numeric field: type, NaN/inf, range
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (what checkpoints record and ``--resume`` compares)."""

@@ -20,11 +20,17 @@ def check_finite(
     """Raise :class:`TrainingDiverged` when the accumulated loss ``running`` is NaN/inf (one
     host read)."""
     if not bool(torch.isfinite(running)):
-        where = f"last good checkpoint kept at {checkpoint}" if checkpoint else "no checkpoint"
         raise TrainingDiverged(
             f"training diverged: the loss became NaN/inf in epoch {epoch + 1} "
-            f"(by step {global_step}); {where}. Try a smaller --lr."
+            f"(by step {global_step}); {kept_checkpoint(checkpoint)}. Try a smaller --lr."
         )
+
+
+def kept_checkpoint(checkpoint: Path | None) -> str:
+    """What a divergence leaves: the last good checkpoint, named only when one exists."""
+    if checkpoint is not None and checkpoint.is_file():
+        return f"last good checkpoint kept at {checkpoint}"
+    return "no checkpoint was written"
 
 
 class GradientSpikeGuard:
