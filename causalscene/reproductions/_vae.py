@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
 
 from causalscene.reproductions._base import Context
 from causalscene.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from causalscene.model import Trainable
 
 
 @dataclass
@@ -115,7 +118,7 @@ def _train_on_procgen(
     config: TrainConfig,
     n_images: int,
     image_size: int,
-    new_model: Callable[[], nn.Module],
+    new_model: Callable[[], Trainable],
 ) -> TrainedVAE:
     """The dataset ``config.data`` (generated when missing) and the model of run ``config.out``:
     loaded when finished with the same settings, else ``new_model()`` fit there."""
@@ -130,11 +133,10 @@ def _train_on_procgen(
         make_dataset(scene, n_images, image_size, seed=context.seed, out=data, overwrite=True)
     images, labels = load_arrays(data)
     if _finished(run, config):
-        model, _ = load_run(run, device=context.device)
-        return TrainedVAE(model, images, labels, [], data)
+        return TrainedVAE(load_run(run, device=context.device)[0], images, labels, [], data)
     set_seed(context.seed)
     model = new_model()
-    history = fit(model, (images, labels), config, out=run)  # type: ignore[arg-type]
+    history = fit(model, (images, labels), config, out=run)
     return TrainedVAE(model.eval(), images, labels, history, data)
 
 

@@ -131,7 +131,8 @@ def modules_dcgan(context: Context) -> Measured:
     """Modules of the faces DCGAN generator's first stride-2 layer (``conv1``); which attributes
     each module's hybrids move — the analysis of ``modules-faces`` on G."""
     trained = faces_dcgan(context)
-    measured, holds = _modules_on_faces(context, trained, trained.model.as_generator())
+    gan: Any = trained.model  # a DCGAN; its Generator view is G
+    measured, holds = _modules_on_faces(context, trained, gan.as_generator())
     if trained.history:
         measured["gan_last_epoch"] = {
             k: trained.history[-1][k] for k in ("loss_d", "loss_g", "d_real", "d_fake")
