@@ -35,7 +35,7 @@ from PIL import Image
 
 from causalscene import procgen, queries
 from causalscene.dag import Assignment, DAGError
-from causalscene.model import CausalVAE
+from causalscene.model import CausalVAE, Trainable
 from causalscene.plots import save_image_grid
 from causalscene.probes import (
     ImageProbe,
@@ -348,10 +348,15 @@ def _with_goals(out: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ run folders (the verbs' work)
 def load_causal(run: str | Path, device: str = "cpu") -> tuple[CausalVAE, TrainConfig]:
-    """The :class:`CausalVAE` of a run folder and its config; a ``--no-dag`` run is refused."""
+    """The :class:`CausalVAE` of a run folder and its config; a run without a DAG (``--no-dag``,
+    ``--model dcgan``) is refused."""
     model, config = load_run(run, device)
     if not isinstance(model, CausalVAE):
-        raise ValueError(f"{run}: a --no-dag run has no DAG to query")
+        kind = "a --model dcgan" if config.model == "dcgan" else "a --no-dag"
+        raise ValueError(
+            f"{run}: {kind} run has no DAG to query (this needs a DAG-conditioned VAE: "
+            "train --dag FILE)"
+        )
     return model, config
 
 
@@ -392,12 +397,41 @@ def write_query_images(
     device: str = "cpu",
 ) -> list[dict[str, str]]:
     """``causalscene generate``: ``n`` images of a run's model for ``P(· | do(do), evidence)``
-    (:func:`sample_images`) saved as a grid at ``out``; returns each image's rendered values."""
+    (:func:`sample_images`) saved as a grid at ``out``; returns each image's rendered values.
+
+    A run without a DAG (``--model dcgan``, ``--no-dag``) draws ``n`` unconditional samples
+    (``model.sample``; no rendered values: empty dicts) and refuses ``evidence``/``do``."""
     set_seed(seed)
-    model, _ = load_causal(run, device)
+    model, config = load_run(run, device)
+    if not isinstance(model, CausalVAE):
+        return _write_unconditional(model, run, config, out, evidence, do, n, seed)
     images, codes = sample_images(model, evidence=evidence, do=do, n=n, seed=seed)
     save_image_grid(images, out)
     return named_codes(model, codes)
+
+
+@torch.no_grad()
+def _write_unconditional(
+    model: Trainable,
+    run: str | Path,
+    config: TrainConfig,
+    out: str | Path,
+    evidence: Mapping[str, str] | None,
+    do: Mapping[str, str] | None,
+    n: int,
+    seed: int,
+) -> list[dict[str, str]]:
+    """``n`` prior samples of a model without a DAG as a grid at ``out``."""
+    if evidence or do:
+        kind = "--model dcgan" if config.model == "dcgan" else "--no-dag"
+        raise ValueError(
+            f"{run}: a {kind} run has no DAG: it draws unconditional samples only "
+            "(drop --evidence/--do)"
+        )
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    save_image_grid(model.sample(n, seed=seed).float().cpu(), out)
+    return [{} for _ in range(n)]
 
 
 def dataset_items(

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyro
@@ -77,9 +78,15 @@ from causalscene.dag import CausalDAG
 from causalscene.nets import Classifier, Decoder, Encoder
 from causalscene.tensors import seeded_generator, to_float_images
 
+if TYPE_CHECKING:
+    from causalscene.train.config import TrainConfig
+    from causalscene.train.data import TrainData
+    from causalscene.train.steps import TrainingStep
+
 __all__ = [
     "CausalVAE",
     "PlainVAE",
+    "Trainable",
     "TrainableVAE",
     "CausalGenerator",
     "ImageLikelihood",
@@ -117,18 +124,67 @@ class ImageLikelihood(nn.Module):
         return torch.sigmoid(logits)
 
 
-# ------------------------------------------------------------------------------- TrainableVAE
-class TrainableVAE(nn.Module):
+# ---------------------------------------------------------------------------------- Trainable
+class Trainable(nn.Module):
     """What :func:`causalscene.train.fit` asks of a model, and all it knows about it: the trainer
     never asks which class it has. Whatever differs between models during training (the DAG the
-    dataset is checked against, the constant of collapsed label sites, the files of the run
-    folder, the sample grid) is one of these methods, implemented by :class:`PlainVAE` and
-    :class:`CausalVAE`.
+    dataset is checked against, the constant of collapsed label sites, how a step learns, the
+    files of the run folder, the per-epoch grids) is one of these methods, implemented by
+    :class:`TrainableVAE` (:class:`PlainVAE`, :class:`CausalVAE`) and
+    :class:`causalscene.gan.DCGAN`.
+    """
+
+    image_size: int
+
+    def config(self) -> dict:
+        """Constructor arguments + ``kind`` (``model.json``; see ``causalscene.train.build_model``)."""
+        raise NotImplementedError
+
+    @property
+    def label_dag(self) -> CausalDAG | None:
+        """The DAG whose label nodes a training dataset must hold (None: labels are not used)."""
+        raise NotImplementedError
+
+    def set_data_size(self, n: int) -> None:
+        """Tell the model how many training images there are (scales its global sites)."""
+
+    def collapsed_log_p_labels(self, labels: Mapping[str, object]) -> torch.Tensor | None:
+        """``log p(labels)`` per example ``[N]`` when the label sites can be left out of each step
+        (``TrainConfig.collapse_labels``); None when they cannot (or there are none)."""
+        return None
+
+    def training_step(
+        self, config: TrainConfig, data: TrainData, device: torch.device, world: int
+    ) -> TrainingStep:
+        """How this model learns: a :class:`causalscene.train.steps.TrainingStep` (its
+        optimisers, its update on a batch, the numbers an epoch reports) for one run."""
+        raise NotImplementedError
+
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """``n`` images from the model's prior ``[n, C, H, W]`` in [0, 1]."""
+        raise NotImplementedError
+
+    def epoch_grids(
+        self, n: int, seed: int, x: torch.Tensor, labels: Labels
+    ) -> dict[str, tuple[torch.Tensor, int]]:
+        """The image grids written at each epoch's end: ``{file prefix: (images, columns)}``
+        (``samples_eNNN.png``: ``n`` prior samples; models may add more from the held-out
+        images ``x`` ``[b, C, H, W]`` in [0, 1] and their ``labels``)."""
+        return {"samples": (self.sample(n, seed=seed), 8)}
+
+    def run_files(self) -> dict[str, object]:
+        """JSON files describing the model in a run folder: ``{file name: content}``."""
+        return {"model.json": self.config()}
+
+
+# ------------------------------------------------------------------------------- TrainableVAE
+class TrainableVAE(Trainable):
+    """A VAE trained by SVI (:class:`causalscene.train.steps.SVIStep`): a Pyro ``model`` and
+    ``guide``, auxiliary terms, reconstructions.
 
     Tensors: ``x [B, C, H, W]`` floats in [0, 1]; ``labels {node: int64 [B]}`` (-1: missing).
     """
 
-    image_size: int
     decoder: nn.Module
 
     def model(
@@ -153,36 +209,26 @@ class TrainableVAE(nn.Module):
         """The decoder's label-consistency term (0 without labels)."""
         raise NotImplementedError
 
-    def config(self) -> dict:
-        """Constructor arguments + ``kind`` (``model.json``; see ``causalscene.train.build_model``)."""
-        raise NotImplementedError
-
-    @property
-    def label_dag(self) -> CausalDAG | None:
-        """The DAG whose label nodes a training dataset must hold (None: labels are not used)."""
-        raise NotImplementedError
-
-    def set_data_size(self, n: int) -> None:
-        """Tell the model how many training images there are (scales its global sites)."""
-        raise NotImplementedError
-
-    def collapsed_log_p_labels(self, labels: Mapping[str, object]) -> torch.Tensor | None:
-        """``log p(labels)`` per example ``[N]`` when the label sites can be left out of each step
-        (``TrainConfig.collapse_labels``: ``model(..., collapse=True)`` plus this constant gives
-        the same ELBO); None when they cannot."""
-        raise NotImplementedError
-
-    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
-        """``n`` images from the model's prior ``[n, C, H, W]`` in [0, 1]."""
-        raise NotImplementedError
-
     def reconstruct(self, x: torch.Tensor, labels: Labels | None = None) -> torch.Tensor:
         """Decoded posterior means of ``x`` given its labels (where the model uses them)."""
         raise NotImplementedError
 
-    def run_files(self) -> dict[str, object]:
-        """JSON files describing the model in a run folder: ``{file name: content}``."""
-        raise NotImplementedError
+    def training_step(
+        self, config: TrainConfig, data: TrainData, device: torch.device, world: int
+    ) -> TrainingStep:
+        """SVI on the -ELBO and its auxiliary terms (:class:`causalscene.train.steps.SVIStep`)."""
+        from causalscene.train.steps import SVIStep
+
+        return SVIStep(self, config, data, device, world)
+
+    def epoch_grids(
+        self, n: int, seed: int, x: torch.Tensor, labels: Labels
+    ) -> dict[str, tuple[torch.Tensor, int]]:
+        """``samples`` and ``recon`` (held-out originals over their reconstructions)."""
+        grids = super().epoch_grids(n, seed, x, labels)
+        if len(x):
+            grids["recon"] = (torch.cat([x, self.reconstruct(x, labels).float()]), len(x))
+        return grids
 
 
 # ---------------------------------------------------------------------------------------- PlainVAE

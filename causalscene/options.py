@@ -85,6 +85,8 @@ TRAIN_RANGES: dict[str, Range] = {
     "checkpoint_every": Range(1, integer=True),
     "log_every": Range(1, integer=True),
     "eval_every": Range(1, integer=True),
+    "beta1": Range(0, 1, open_high=True),
+    "beta2": Range(0, 1, open_high=True),
     "save_every": Range(1, integer=True),
     "grid_size": Range(1, integer=True),
     "spike_factor": Range(0),

@@ -53,6 +53,12 @@ MODEL_KEYS: dict[str, dict[str, Any]] = {
     },
 }
 MODEL_KEYS["causal"] = {**MODEL_KEYS["plain"], "learn_cpts": (False, True), "cpt_prior": _POS}
+MODEL_KEYS["dcgan"] = {
+    "image_size": (16, 32, 64, 128),
+    "latent_dim": Range(1, 4096, integer=True),
+    "base_channels": Range(1, 1024, integer=True),
+    "channels": (1, 3),
+}
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -253,9 +259,10 @@ def saved_config(state: Any, path: Path) -> dict[str, Any]:
     return saved
 
 
-def check_resume_payload(state: Any, model: Any, optimizer: Any, path: Path) -> None:
-    """A checkpoint fit to resume ``model`` with ``optimizer``: :func:`check_model_payload`, then
-    the optimizer's tensors (shapes, finite), the RNG state and the position."""
+def check_resume_payload(state: Any, model: Any, optimizers: Mapping[str, Any], path: Path) -> None:
+    """A checkpoint fit to resume ``model`` with ``optimizers`` (checkpoint key → optimizer):
+    :func:`check_model_payload`, then each optimizer's tensors (shapes, finite), the RNG state
+    and the position."""
     import torch
 
     from causalscene.safeio import first_nonfinite
@@ -265,17 +272,22 @@ def check_resume_payload(state: Any, model: Any, optimizer: Any, path: Path) -> 
     for name in counters:
         if not Range(0, integer=True).accepts(state.get(name)):
             raise _field(path, name, f"must be an integer >= 0, got {state.get(name)!r}")
-    for name in ("running", "spike_guard"):
-        value = state.get(name, torch.zeros(()))
-        if not isinstance(value, torch.Tensor) or value.numel() != 1:
-            raise _field(path, name, "must be a scalar tensor")
+    running = state.get("running", torch.zeros(()))
+    if not isinstance(running, torch.Tensor) or running.ndim > 1:
+        raise _field(path, "running", "must be a tensor of metric sums")
+    guard = state.get("spike_guard", torch.zeros(()))
+    if not isinstance(guard, torch.Tensor) or guard.numel() != 1:
+        raise _field(path, "spike_guard", "must be a scalar tensor")
     history = state.get("history", [])
     if not isinstance(history, list) or not all(_is_json_object(h) for h in history):
         raise _field(path, "history", "must be a list of JSON lines")
     _check_rng(state.get("rng"), path)
-    _check_optimizer(state.get("optimizer"), list(model.parameters()), path)
-    bad = first_nonfinite((f"optimizer.{k}", v) for k, v in _optimizer_tensors(state["optimizer"]))
-    if bad is None and not math.isfinite(float(state.get("spike_guard", torch.zeros(())))):
+    bad = None
+    for key, optimizer in optimizers.items():
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        _check_optimizer(state.get(key), params, path, key)
+        bad = bad or first_nonfinite((f"{key}.{k}", v) for k, v in _optimizer_tensors(state[key]))
+    if bad is None and not math.isfinite(float(guard)):
         bad = "spike_guard"
     if bad is not None:
         raise ValueError(f"{path}: tensor '{bad}' holds NaN/inf (refused)")
@@ -307,24 +319,28 @@ def _optimizer_tensors(opt: Mapping[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def _check_optimizer(opt: Any, params: list[Any], path: Path) -> None:
+def _check_optimizer(opt: Any, params: list[Any], path: Path, key: str = "optimizer") -> None:
     import torch
 
     if not isinstance(opt, dict) or not isinstance(opt.get("state"), dict):
-        raise _field(path, "optimizer", "must be an optimizer state dict")
+        raise _field(path, key, "must be an optimizer state dict")
     groups = opt.get("param_groups")
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-        raise _field(path, "optimizer.param_groups", "must be a list of objects")
+        raise _field(path, f"{key}.param_groups", "must be a list of objects")
     ids = [
         i for g in groups for i in (g.get("params") if isinstance(g.get("params"), list) else [])
     ]
     if sorted(map(str, ids)) != sorted(map(str, range(len(params)))):
-        raise _field(path, "optimizer.param_groups", "does not list the model's parameters")
-    for key, entry in opt["state"].items():
-        if not isinstance(key, int) or not 0 <= key < len(params) or not isinstance(entry, dict):
-            raise _field(path, f"optimizer.state.{key}", "is not a parameter's state")
+        raise _field(path, f"{key}.param_groups", "does not list the model's parameters")
+    for index, entry in opt["state"].items():
+        if (
+            not isinstance(index, int)
+            or not 0 <= index < len(params)
+            or not isinstance(entry, dict)
+        ):
+            raise _field(path, f"{key}.state.{index}", "is not a parameter's state")
         for name, value in entry.items():
             if not isinstance(value, torch.Tensor):
-                raise _field(path, f"optimizer.state.{key}.{name}", "must be a tensor")
-            if name != "step" and value.shape != params[key].shape:
-                raise _field(path, f"optimizer.state.{key}.{name}", "has the wrong shape")
+                raise _field(path, f"{key}.state.{index}.{name}", "must be a tensor")
+            if name != "step" and value.shape != params[index].shape:
+                raise _field(path, f"{key}.state.{index}.{name}", "has the wrong shape")

@@ -1,4 +1,5 @@
-"""The Besserve et al. reproductions (``modules-planted``, ``modules-faces``, ``sdr``) at the tiny
+"""The Besserve et al. reproductions (``modules-planted``, ``modules-faces``, ``modules-dcgan``,
+``sdr``) at the tiny
 scale: each reported number is checked against its definition, recomputed from the files the run
 wrote where they allow, and ``holds`` against our own reading of the claim — not that it holds
 (tiny runs are too small for the claims to mean anything)."""
@@ -83,7 +84,28 @@ def test_modules_planted_numbers_follow_from_the_written_maps(base):
 
 def test_modules_faces_transfer_and_controls_follow_their_definitions(base):
     out = base / "faces"
-    result = _run("modules-faces", out)
+    _check_faces_modules(out, _run("modules-faces", out))
+
+
+def test_modules_dcgan_transfer_and_controls_follow_their_definitions(base):
+    """The same analysis on the generator of a DCGAN trained on faces: its ``conv1`` (the first
+    stride-2 transposed conv; 32 px, base 4 at the tiny scale: 8 channels), and the GAN's last
+    epoch as metrics.jsonl wrote it."""
+    out = base / "dcgan"
+    result = _run("modules-dcgan", out)
+    _check_faces_modules(out, result)
+    shared = base / "_faces_dcgan_tiny_seed0" / "run"
+    model = json.loads((shared / "model.json").read_text())
+    assert model["kind"] == "dcgan" and model["latent_dim"] == 100
+    assert json.loads((out / "modules" / "modules.json").read_text())["channels"] == 8
+    last = json.loads((shared / "metrics.jsonl").read_text().splitlines()[-1])
+    gan = result["measured"]["gan_last_epoch"]
+    assert gan == {k: last[k] for k in ("loss_d", "loss_g", "d_real", "d_fake")}
+    assert 0 < gan["d_real"] < 1 and 0 < gan["d_fake"] < 1
+
+
+def _check_faces_modules(out, result):
+    """``modules-faces``/``modules-dcgan``: every number against modules.json and the maps."""
     measured = result["measured"]
     written = json.loads((out / "modules" / "modules.json").read_text())
     assert measured["layer"] == written["layer"] and measured["layer"].endswith("conv1")

@@ -95,7 +95,8 @@ def _generate(args) -> int:
     if args.json:
         print_json({"evidence": evidence, "do": do, "out": args.out, "images": rows})
     else:
-        print(f"wrote {args.out} ({args.n} images; first: {','.join(rows[0].values())})")
+        first = ",".join(rows[0].values()) or "unconditional samples, no DAG"
+        print(f"wrote {args.out} ({args.n} images; first: {first})")
     return 0
 
 

@@ -1,5 +1,6 @@
 """``causalscene train --dag FILE --data DIR --out RUN [...]``: fit a CausalVAE (or ``--no-dag`` a
-PlainVAE) by SVI. Multi-GPU: ``torchrun --nproc_per_node K -m causalscene.cli train ...``."""
+PlainVAE) by SVI; ``--model dcgan``: a DCGAN (no DAG, labels ignored). Multi-GPU (VAEs):
+``torchrun --nproc_per_node K -m causalscene.cli train ...``."""
 
 from __future__ import annotations
 
@@ -16,10 +17,19 @@ from causalscene.commands._common import (
 
 
 def register(subparsers) -> None:
-    from causalscene.train.config import TrainConfig
+    from causalscene.train.config import MODEL_DEFAULTS, MODELS, TrainConfig
 
-    d = TrainConfig()
-    p = subparsers.add_parser("train", help="train a CausalVAE on an image dataset (SVI)")
+    d, gan = TrainConfig(), MODEL_DEFAULTS["dcgan"]
+    p = subparsers.add_parser(
+        "train", help="train a CausalVAE (or a plain VAE, a DCGAN) on an image dataset"
+    )
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        default=d.model,
+        help="vae: a CausalVAE over --dag (a PlainVAE with --no-dag), by SVI; dcgan: the DCGAN of "
+        "Radford et al. 2015 (no DAG, labels ignored)",
+    )
     p.add_argument("--dag", type=Path, default=None, help="DAG file or shipped name (faces, rpg)")
     p.add_argument(
         "--data", type=Path, required=True, help="dataset folder (causalscene procgen ...)"
@@ -27,8 +37,22 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--latent-dim", type=int, default=d.latent_dim)
+    p.add_argument(
+        "--lr", type=float, default=None, help=f"Adam's (default {d.lr:g}; dcgan {gan['lr']:g})"
+    )
+    p.add_argument(
+        "--beta1",
+        type=float,
+        default=None,
+        help=f"Adam's (default {d.beta1}; dcgan {gan['beta1']})",
+    )
+    p.add_argument("--beta2", type=float, default=None, help=f"Adam's (default {d.beta2})")
+    p.add_argument(
+        "--latent-dim",
+        type=int,
+        default=None,
+        help=f"size of z (default {d.latent_dim}; dcgan {gan['latent_dim']})",
+    )
     p.add_argument(
         "--base-channels", type=int, default=d.base_channels, help="width of the conv nets"
     )
@@ -86,8 +110,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="capture the whole step as one CUDA graph and replay it (one GPU; removes Pyro's "
-        "per-step Python overhead; drops each epoch's last incomplete batch)",
+        help="capture the whole step as one CUDA graph and replay it (VAEs, one GPU; removes "
+        "Pyro's per-step Python overhead; drops each epoch's last incomplete batch)",
     )
     add_no_progress(p)
     add_json(p, "the last epoch's metrics (and learnt CPTs' errors)")
@@ -97,13 +121,16 @@ def register(subparsers) -> None:
 def config_from_args(args):
     from causalscene.train.config import TrainConfig
 
-    return TrainConfig(
+    return TrainConfig.for_model(
+        args.model,
         dag=str(args.dag) if args.dag else None,
         data=str(args.data),
         out=str(args.out),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        beta1=args.beta1,
+        beta2=args.beta2,
         latent_dim=args.latent_dim,
         likelihood=args.likelihood,
         base_channels=args.base_channels,
@@ -130,6 +157,7 @@ def config_from_args(args):
 def _main(args) -> int:
     from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
     from causalscene.train import TrainingDiverged, train_run
+    from causalscene.train.callbacks import epoch_summary
 
     check_numbers(args, VERB_RANGES["train"], flags=True)  # before any work: one line, exit 2
     check_out_folder(args.out)
@@ -153,8 +181,8 @@ def _main(args) -> int:
     if history:
         last = history[-1]
         print(
-            f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.1f}, held-out ELBO "
-            f"{last['heldout_elbo']:.1f} ({last['images_per_s']:.0f} images/s on {last['device']})"
+            f"epoch {last['epoch']}: {epoch_summary(last)} "
+            f"({last['images_per_s']:.0f} images/s on {last['device']})"
         )
     for node, row in cpts.items():
         print(f"  CPT {node:18s} max |learned - true| = {row['max_abs_error']:.3f}")

@@ -1,10 +1,12 @@
-"""The one plain-VAE trainer of the reproductions: a procgen dataset and a PlainVAE fit on it."""
+"""The trainers of the reproductions: a procgen dataset and a PlainVAE (:func:`plain_vae`) or a
+DCGAN (:func:`procgen_dcgan`) fit on it, reused when a finished run of the same settings is there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -12,10 +14,15 @@ from torch import nn
 from causalscene.reproductions._base import Context
 from causalscene.train.config import TrainConfig
 
+if TYPE_CHECKING:
+    from causalscene.model import Trainable
+
 
 @dataclass
 class TrainedVAE:
-    model: nn.Module  #: the PlainVAE, eval mode, on the context's device
+    """A trained model (despite the name, also a DCGAN: :func:`procgen_dcgan`) and its data."""
+
+    model: nn.Module  #: the PlainVAE (or DCGAN), eval mode, on the context's device
     images: np.ndarray  #: uint8 [N, H, W, C], the whole dataset
     labels: dict[str, np.ndarray]  #: {node: codes [N]}
     history: list[dict[str, Any]]  #: fit's per-epoch metrics (empty when a finished run was reused)
@@ -40,17 +47,12 @@ def plain_vae(
     ``run/``. A folder that already holds a finished run of the same settings is reused, so
     reproductions that share a model (``modules-faces`` and ``sdr``) train it once.
     """
-    from causalscene.datasets import load_arrays
     from causalscene.model import PlainVAE
-    from causalscene.procgen import make_dataset
-    from causalscene.train import TrainConfig, fit, load_run
-    from causalscene.utils import set_seed
 
     folder = Path(folder) if folder is not None else context.out
-    data, run = folder / "data", folder / "run"
     config = TrainConfig(
-        data=str(data),
-        out=str(run),
+        data=str(folder / "data"),
+        out=str(folder / "run"),
         epochs=epochs,
         batch_size=batch_size,
         latent_dim=latent_dim,
@@ -61,14 +63,79 @@ def plain_vae(
         device=context.device,
         aux_weight=0.0,
     )
+    return _train_on_procgen(
+        context,
+        scene,
+        config,
+        n_images,
+        image_size,
+        lambda: PlainVAE(image_size, latent_dim=latent_dim, base_channels=base_channels),
+    )
+
+
+def procgen_dcgan(
+    context: Context,
+    scene: str,
+    *,
+    n_images: int,
+    image_size: int,
+    epochs: int,
+    base_channels: int,
+    latent_dim: int = 100,
+    batch_size: int = 64,
+    folder: Path,
+) -> TrainedVAE:
+    """Generate ``n_images`` procgen ``scene`` images in ``folder / "data"`` and train a
+    :class:`~causalscene.gan.DCGAN` on them (Radford et al.'s Adam settings) in ``folder / "run"``;
+    a finished run of the same settings there is reused."""
+    from causalscene.gan import DCGAN
+
+    config = TrainConfig.for_model(
+        "dcgan",
+        data=str(folder / "data"),
+        out=str(folder / "run"),
+        epochs=epochs,
+        batch_size=batch_size,
+        latent_dim=latent_dim,
+        base_channels=base_channels,
+        seed=context.seed,
+        progress=False,
+        device=context.device,
+    )
+    return _train_on_procgen(
+        context,
+        scene,
+        config,
+        n_images,
+        image_size,
+        lambda: DCGAN(image_size, latent_dim, base_channels),
+    )
+
+
+def _train_on_procgen(
+    context: Context,
+    scene: str,
+    config: TrainConfig,
+    n_images: int,
+    image_size: int,
+    new_model: Callable[[], Trainable],
+) -> TrainedVAE:
+    """The dataset ``config.data`` (generated when missing) and the model of run ``config.out``:
+    loaded when finished with the same settings, else ``new_model()`` fit there."""
+    from causalscene.datasets import load_arrays
+    from causalscene.procgen import make_dataset
+    from causalscene.train import fit, load_run
+    from causalscene.utils import set_seed
+
+    assert config.data is not None and config.out is not None
+    data, run = Path(config.data), Path(config.out)
     if not (data / "meta.json").is_file():
         make_dataset(scene, n_images, image_size, seed=context.seed, out=data, overwrite=True)
     images, labels = load_arrays(data)
     if _finished(run, config):
-        model, _ = load_run(run, device=context.device)
-        return TrainedVAE(model, images, labels, [], data)
+        return TrainedVAE(load_run(run, device=context.device)[0], images, labels, [], data)
     set_seed(context.seed)
-    model = PlainVAE(image_size, latent_dim=latent_dim, base_channels=base_channels)
+    model = new_model()
     history = fit(model, (images, labels), config, out=run)
     return TrainedVAE(model.eval(), images, labels, history, data)
 

@@ -1,6 +1,7 @@
 """Besserve, Sun & Schölkopf, "Counterfactuals uncover the modular structure of deep generative
 models", ICLR 2020: planted modules recovered (``modules-planted``) and modules of a VAE decoder
-trained on faces that carry different attributes (``modules-faces``).
+(``modules-faces``) or of a DCGAN generator (``modules-dcgan``, the paper's §4.1 network) trained
+on faces that carry different attributes.
 
 :func:`faces_vae` is the PlainVAE on procedural faces that ``modules-faces`` and ``sdr``
 (:mod:`.besserve2021`) share: trained once per scale and seed, in a folder beside theirs.
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from causalscene.reproductions._base import Context, Measured, Reproduction
-from causalscene.reproductions._vae import TrainedVAE, plain_vae
+from causalscene.reproductions._vae import TrainedVAE, plain_vae, procgen_dcgan
 
 #: a transfer-rate spread (max - min over modules) at least this large makes an attribute
 #: module-specific
@@ -108,12 +109,45 @@ def faces_vae(context: Context) -> TrainedVAE:
 
 def modules_faces(context: Context) -> Measured:
     """Modules of the faces VAE's first decoder conv; which attributes each module's hybrids move."""
+    trained = faces_vae(context)
+    return _modules_on_faces(context, trained, trained.model)
+
+
+def faces_dcgan(context: Context) -> TrainedVAE:
+    """A DCGAN on procedural faces (Radford et al.'s architecture and Adam settings; z of 100),
+    in ``context.out.parent / _faces_dcgan_{scale}_seed{seed}``, reused when already there."""
+    return procgen_dcgan(
+        context,
+        "faces",
+        n_images=context.pick(256, 4000, 20000),
+        image_size=context.pick(32, 32, 64),
+        epochs=context.pick(1, 15, 30),
+        base_channels=context.pick(4, 32, 64),
+        folder=context.out.parent / f"_faces_dcgan_{context.scale}_seed{context.seed}",
+    )
+
+
+def modules_dcgan(context: Context) -> Measured:
+    """Modules of the faces DCGAN generator's first stride-2 layer (``conv1``); which attributes
+    each module's hybrids move — the analysis of ``modules-faces`` on G."""
+    trained = faces_dcgan(context)
+    gan: Any = trained.model  # a DCGAN; its Generator view is G
+    measured, holds = _modules_on_faces(context, trained, gan.as_generator())
+    if trained.history:
+        measured["gan_last_epoch"] = {
+            k: trained.history[-1][k] for k in ("loss_d", "loss_g", "d_real", "d_fake")
+        }
+    return measured, holds
+
+
+def _modules_on_faces(context: Context, trained: TrainedVAE, generator: Any) -> Measured:
+    """Influence maps, stability-chosen K and NMF modules of ``generator``'s ``conv1``, each
+    module's attribute transfer (read by a probe of the faces attributes), ``holds``."""
     from causalscene.generators import check_generator
     from causalscene.modularity import ModulesConfig, analyse_modules, hookable_layers
 
-    trained = faces_vae(context)
     probe, probe_accuracy = _attribute_probe(context, trained)
-    model = check_generator(trained.model, "faces VAE")
+    model = check_generator(generator, "faces generator")
     layer = [i.name for i in hookable_layers(model) if i.name.endswith("conv1")][0]
     config = ModulesConfig(
         layer=layer,
@@ -261,5 +295,15 @@ REPRODUCTIONS = [
         "others, and different modules carry different attributes.",
         source="Besserve, Sun, Schölkopf, ICLR 2020, Sec. 4 (hybrids of CelebA generators)",
         fn=modules_faces,
+    ),
+    Reproduction(
+        "modules-dcgan",
+        claim="Channels of a DCGAN generator (Radford et al. 2015) trained on faces form modules "
+        "(NMF of their influence maps); exchanging one module between two generated faces moves "
+        "some attributes of the second face into the hybrid and leaves others, and different "
+        "modules carry different attributes.",
+        source="Besserve, Sun, Schölkopf, ICLR 2020, Sec. 4.1 (modules and hybrids of a DCGAN "
+        "trained on CelebA)",
+        fn=modules_dcgan,
     ),
 ]

@@ -1,15 +1,18 @@
-"""Training a :class:`~causalscene.model.CausalVAE` or :class:`~causalscene.model.PlainVAE` by SVI.
+"""Training a :class:`~causalscene.model.CausalVAE` or :class:`~causalscene.model.PlainVAE` by SVI,
+or a :class:`~causalscene.gan.DCGAN` as a two-player game.
 
 ``from causalscene.train import fit, TrainConfig, load_run``. The pieces, one module each:
 
 * :mod:`.config` — :class:`TrainConfig` and its validation (no torch: the CLI's parser reads it);
 * :mod:`.data` — the dataset, checked and split, on the device;
-* :mod:`.objective` — the loss (TraceEnum ELBO + auxiliary terms), the held-out ELBO;
+* :mod:`.steps` — :class:`TrainingStep`, how a model learns as ``fit`` sees it, and the VAEs'
+  :class:`SVIStep`; :mod:`.adversarial` — the GAN's ``AdversarialStep``;
+* :mod:`.objective` — the VAEs' loss (TraceEnum ELBO + auxiliary terms), the held-out ELBO;
 * :mod:`.guards` — gradient-spike clipping and the NaN/inf guard;
 * :mod:`.graph` — the step captured as a CUDA graph;
 * :mod:`.distributed` — torchrun / DistributedDataParallel;
 * :mod:`.checkpoint` — the run folder, checkpoints and exact resume, :func:`load_run`;
-* :mod:`.callbacks` — per-epoch extras (held-out ELBO, metrics.jsonl, grids, checkpoint);
+* :mod:`.callbacks` — per-epoch extras (held-out fields, metrics.jsonl, grids, checkpoint);
 * :mod:`.loop` — :func:`fit`;
 * :mod:`.run` — :func:`train_run`: a new model trained from a :class:`TrainConfig` alone.
 
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     )
     from causalscene.train.run import new_model, train_run
     from causalscene.train.state import TrainState
+    from causalscene.train.steps import SVIStep, TrainingStep
 
 __all__ = [
     "TrainConfig",
@@ -65,6 +69,8 @@ __all__ = [
     "GradientSpikeGuard",
     "to_channels_last",
     "TrainState",
+    "TrainingStep",
+    "SVIStep",
     "EpochCallback",
     "EPOCH_END",
     "RESUME_MAY_CHANGE",
@@ -93,6 +99,8 @@ _LAZY = {
     "elbo_loss": "causalscene.train.objective",
     "evaluate_elbo": "causalscene.train.objective",
     "TrainState": "causalscene.train.state",
+    "TrainingStep": "causalscene.train.steps",
+    "SVIStep": "causalscene.train.steps",
 }
 
 

@@ -2,8 +2,9 @@
 called in order at each epoch's end with the :class:`TrainState` and the epoch's record (a dict,
 one line of ``metrics.jsonl``; a callback may fill in or add fields before it is kept).
 
-:data:`EPOCH_END` is what ``fit`` always runs: the held-out ELBO, keep the record, write
-``metrics.jsonl`` and the sample/reconstruction grids, checkpoint. ``fit(epoch_callbacks=...)``
+:data:`EPOCH_END` is what ``fit`` always runs: the held-out fields (a VAE's held-out ELBO),
+keep the record, write
+``metrics.jsonl`` and the epoch's image grids, checkpoint. ``fit(epoch_callbacks=...)``
 adds more after them.
 """
 
@@ -16,10 +17,10 @@ from typing import Any
 
 import torch
 
-from causalscene.model import TrainableVAE
+from causalscene.model import Trainable
 from causalscene.train.checkpoint import save_checkpoint, write_metrics
 from causalscene.train.config import TrainConfig
-from causalscene.train.objective import Labels, evaluate_elbo
+from causalscene.train.objective import Labels
 from causalscene.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -32,26 +33,37 @@ def _due(run: TrainState, every: int) -> bool:
     return (run.epoch + 1) % every == 0 or run.epoch + 1 == run.config.epochs
 
 
-def heldout_elbo(run: TrainState, record: dict[str, Any]) -> None:
-    """``record["heldout_elbo"]``: mean ELBO of the held-out images (forked RNG, seeded by epoch),
-    every ``eval_every`` epochs."""
-    data, config = run.data, run.config
-    if not _due(run, config.eval_every):
-        return
-    record["heldout_elbo"] = evaluate_elbo(
-        run.model, data.hold_images, data.hold_labels, config, seed=config.seed + run.epoch
+#: how :func:`epoch_summary` names a record's fields, and their format
+FIELD_LABELS = {
+    "train_elbo": ("train ELBO", ".1f"),
+    "heldout_elbo": ("held-out ELBO", ".1f"),
+    "loss_d": ("D loss", ".3f"),
+    "loss_g": ("G loss", ".3f"),
+    "d_real": ("D(x)", ".3f"),
+    "d_fake": ("D(G(z))", ".3f"),
+}
+
+
+def heldout(run: TrainState, record: dict[str, Any]) -> None:
+    """The training step's held-out fields (a VAE's ``heldout_elbo``: mean ELBO of the held-out
+    images, forked RNG seeded by epoch), every ``eval_every`` epochs."""
+    if _due(run, run.config.eval_every):
+        record.update(run.step_fn.heldout(run.config.seed + run.epoch))
+
+
+def epoch_summary(record: dict[str, Any]) -> str:
+    """One line for an epoch's record: its fields named in :data:`FIELD_LABELS`, in order."""
+    return ", ".join(
+        f"{label} {record[key]:{spec}}"
+        for key, (label, spec) in FIELD_LABELS.items()
+        if key in record
     )
 
 
 def keep_record(run: TrainState, record: dict[str, Any]) -> None:
     """Append the record to the history (``fit``'s result) and log it."""
     run.history.append(record)
-    log.info(
-        "epoch %d: train ELBO %.2f held-out ELBO %.2f",
-        record["epoch"],
-        record["train_elbo"],
-        record["heldout_elbo"],
-    )
+    log.info("epoch %d: %s", record["epoch"], epoch_summary(record))
 
 
 def write_metrics_file(run: TrainState, record: dict[str, Any]) -> None:
@@ -61,7 +73,7 @@ def write_metrics_file(run: TrainState, record: dict[str, Any]) -> None:
 
 
 def write_grids(run: TrainState, record: dict[str, Any]) -> None:
-    """``samples_eNNN.png`` and ``recon_eNNN.png`` (rank 0, with a run folder), every
+    """The model's grids, e.g. ``samples_eNNN.png`` (rank 0, with a run folder), every
     ``eval_every`` epochs."""
     if run.out is not None and run.writes_files and _due(run, run.config.eval_every):
         data = run.data
@@ -77,7 +89,7 @@ def checkpoint_at_epoch_end(run: TrainState, record: dict[str, Any]) -> None:
 
 
 EPOCH_END: tuple[EpochCallback, ...] = (
-    heldout_elbo,
+    heldout,
     keep_record,
     write_metrics_file,
     write_grids,
@@ -87,15 +99,16 @@ EPOCH_END: tuple[EpochCallback, ...] = (
 
 @torch.no_grad()
 def draw_grids(
-    model: TrainableVAE,
+    model: Trainable,
     out: Path,
     epoch: int,
     images: torch.Tensor,
     labels: Labels,
     config: TrainConfig,
 ) -> None:
-    """``samples_eNNN.png`` (prior samples) and ``recon_eNNN.png`` (held-out: originals over
-    reconstructions), under a forked RNG so training's random stream is untouched."""
+    """The model's :meth:`~causalscene.model.Trainable.epoch_grids` as ``PREFIX_eNNN.png`` (a
+    VAE's: ``samples`` from the prior, ``recon``: held-out originals over reconstructions), in
+    eval mode, under a forked RNG so training's random stream is untouched."""
     from causalscene.plots import save_image_grid
 
     was_training = model.training
@@ -103,13 +116,9 @@ def draw_grids(
     devices = [images.device] if images.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(config.seed)
-        samples = model.sample(config.grid_size, seed=config.seed)
-        save_image_grid(samples, out / f"samples_e{epoch:03d}.png")
-        if len(images):
-            x = images[:8].float().div(255.0)
-            lab = {k: v[:8] for k, v in labels.items()}
-            recon = model.reconstruct(x, lab)
-            save_image_grid(
-                torch.cat([x, recon.float()]), out / f"recon_e{epoch:03d}.png", ncol=len(x)
-            )
+        x = images[:8].float().div(255.0)
+        lab = {k: v[:8] for k, v in labels.items()}
+        grids = model.epoch_grids(config.grid_size, config.seed, x, lab)
+        for prefix, (grid, ncol) in grids.items():
+            save_image_grid(grid, out / f"{prefix}_e{epoch:03d}.png", ncol=ncol)
     model.train(was_training)

@@ -5,10 +5,12 @@ Run folder (``out``)::
     config.json      the TrainConfig, command line, seed, package version
     model.json       the model's constructor arguments;   dag.json  the DAG (to_dict form)
                      (the files of ``model.run_files()``)
-    checkpoint.pt    state_dict + optimizer state + RNG states + position (epoch, step), atomic;
-                     loadable with torch.load(weights_only=True)
-    metrics.jsonl    one line per epoch: train ELBO, held-out ELBO, seconds, images/s
-    samples_eNNN.png, recon_eNNN.png   per epoch
+    checkpoint.pt    state_dict + the training step's state (optimisers: ``optimizer`` for a VAE,
+                     ``optimizer_d``/``optimizer_g`` for a GAN) + RNG states + position (epoch,
+                     step), atomic; loadable with torch.load(weights_only=True)
+    metrics.jsonl    one line per epoch: the step's fields (VAE: train and held-out ELBO; GAN:
+                     D and G losses, mean D(x) and D(G(z))), seconds, images/s
+    samples_eNNN.png (and a VAE's recon_eNNN.png)   per epoch
 
 Exact resume: batches come from a permutation seeded by (seed, epoch), the torch RNG state is in
 the checkpoint, checkpoints are written every ``checkpoint_every`` steps and at each epoch end,
@@ -27,7 +29,7 @@ from typing import Any
 import torch
 
 from causalscene.dag import CausalDAG
-from causalscene.model import CausalVAE, PlainVAE, TrainableVAE
+from causalscene.model import CausalVAE, PlainVAE, Trainable
 from causalscene.runfolder import (
     check_config_json,
     check_dag_json,
@@ -79,13 +81,12 @@ def save_checkpoint(run: TrainState, epoch: int, step_in_epoch: int) -> None:
     atomic_torch_save(
         {
             "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
+            **run.step_fn.state_dict(),
             "rng": rng_state(run.device),
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "global_step": run.global_step,
             "running": run.running.detach().cpu(),
-            "spike_guard": run.spike_guard.state.detach().cpu(),
             "counted": run.counted,
             "history": [json.dumps(h) for h in run.history],
             "config": json.dumps(run.config.to_dict()),
@@ -96,21 +97,22 @@ def save_checkpoint(run: TrainState, epoch: int, step_in_epoch: int) -> None:
 
 def resume_from_checkpoint(run: TrainState) -> None:
     """Continue ``run`` from its checkpoint: same config (but :data:`RESUME_MAY_CHANGE`), then
-    parameters, optimizer, RNG states, position, accumulators, spike guard and history."""
+    parameters, the training step's state (optimisers, spike guard), RNG states, position,
+    accumulators and history."""
     path = run.checkpoint_path
     if path is None or not path.is_file():
         raise ValueError(f"--resume: no checkpoint at {path}")
     state = read_checkpoint(path, run.device)
     check_resume_config(saved_config(state, path), run.config, path)
-    check_resume_payload(state, run.model, run.optimizer, path)
+    check_resume_payload(state, run.model, run.step_fn.optimizers, path)
     run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
+    run.step_fn.load_state_dict(state)
     set_rng_state(state["rng"], run.device)
     run.start_epoch, run.start_step = int(state["epoch"]), int(state["step_in_epoch"])
     run.global_step, run.counted = int(state["global_step"]), int(state["counted"])
-    run.running = state["running"].to(device=run.device, dtype=torch.float64)
-    if "spike_guard" in state:
-        run.spike_guard.state.copy_(state["spike_guard"].to(run.device))
+    # (a VAE checkpoint from before the step's metrics were a vector holds a scalar)
+    running = state["running"].to(device=run.device, dtype=torch.float64)
+    run.running = running.reshape(run.running.shape)
     run.history = [json.loads(line) for line in state.get("history", [])]
     log.info("resumed from %s at epoch %d step %d", path, run.start_epoch, run.start_step)
 
@@ -151,7 +153,9 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 def refuse_nonfinite_state(run: TrainState) -> None:
     """:class:`TrainingDiverged` when a parameter or optimizer tensor is NaN/inf (one host read)."""
-    named = [*run.model.state_dict().items(), *_optimizer_items(run.optimizer)]
+    named = [*run.model.state_dict().items()]
+    for key, optimizer in run.step_fn.optimizers.items():
+        named += _optimizer_items(key, optimizer)
     bad = first_nonfinite(named)
     if bad is not None:
         raise TrainingDiverged(
@@ -160,9 +164,9 @@ def refuse_nonfinite_state(run: TrainState) -> None:
         )
 
 
-def _optimizer_items(optimizer: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
+def _optimizer_items(key: str, optimizer: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
     state = optimizer.state_dict()["state"]
-    return [(f"optimizer.{k}.{n}", v) for k, s in state.items() for n, v in s.items()]
+    return [(f"{key}.{k}.{n}", v) for k, s in state.items() for n, v in s.items()]
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -179,20 +183,24 @@ def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
 
 
 # ------------------------------------------------------------------------------------ load_run
-def build_model(model_config: Mapping[str, Any], dag: CausalDAG | None) -> TrainableVAE:
-    """A model from its ``config()`` dict (``model.json``)."""
+def build_model(model_config: Mapping[str, Any], dag: CausalDAG | None) -> Trainable:
+    """A model from its ``config()`` dict (``model.json``): its ``kind`` names the class."""
     cfg = dict(model_config)
-    kind = cfg.pop("kind")
-    if kind == "plain":
-        return PlainVAE(**cfg)
+    kind = cfg.pop("kind", None)
     if kind == "causal":
         if dag is None:
             raise ValueError("a CausalVAE needs a DAG")
         return CausalVAE(dag, **cfg)
+    if kind == "plain":
+        return PlainVAE(**cfg)
+    if kind == "dcgan":
+        from causalscene.gan import DCGAN
+
+        return DCGAN(**cfg)
     raise ValueError(f"unknown model kind '{kind}'")
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[TrainableVAE, TrainConfig]:
+def load_run(run_dir: str | Path, device: str = "cpu") -> tuple[Trainable, TrainConfig]:
     """The trained model of a run folder (eval mode) and its :class:`TrainConfig`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -28,19 +28,46 @@ RESUME_MAY_CHANGE = (
 )
 #: config fields added after checkpoints were first written, with the value that an older
 #: checkpoint's run used (it predates them), so ``--resume`` of an old run is checked correctly
-FIELDS_BEFORE_THEY_EXISTED = {"consistency_weight": 0.0, "consistency_fraction": 1.0}
+FIELDS_BEFORE_THEY_EXISTED = {
+    "consistency_weight": 0.0,
+    "consistency_fraction": 1.0,
+    "model": "vae",
+    "beta1": 0.9,
+    "beta2": 0.999,
+}
+#: the models ``train`` builds: ``vae`` (a CausalVAE over ``dag``, or with ``no_dag`` a PlainVAE)
+#: and ``dcgan`` (:class:`causalscene.gan.DCGAN`, no DAG, labels ignored)
+MODELS = ("vae", "dcgan")
+#: defaults that differ from the dataclass's (the VAE's) per model: DCGAN's are Radford et al.
+#: (2015)'s — Adam lr 2e-4, beta1 0.5, a 100-dimensional z
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vae": {},
+    "dcgan": {"lr": 2e-4, "beta1": 0.5, "latent_dim": 100},
+}
+#: VAE-only settings a dcgan run refuses (field → its flag); the other VAE-only fields
+#: (likelihood, aux/consistency weights, spike_factor) have defaults and are ignored
+NOT_FOR_DCGAN = {
+    "dag": "--dag",
+    "learn_cpts": "--learn-cpts",
+    "sdr_weight": "--sdr-weight",
+    "collapse_labels": "--collapse-labels",
+    "cuda_graph": "--cuda-graph",
+}
 
 
 @dataclass
 class TrainConfig:
     """Training options (the CLI's flags map onto these; defaults fit a 2-core CPU in minutes)."""
 
+    model: str = "vae"  #: one of :data:`MODELS`
     dag: str | None = None  #: DAG file (None with ``no_dag``)
     data: str | None = None  #: dataset folder (procgen format)
     out: str | None = None  #: run folder
     epochs: int = 8
     batch_size: int = 32
     lr: float = 2e-3
+    beta1: float = 0.9  #: Adam's betas (every optimiser of the run)
+    beta2: float = 0.999
     latent_dim: int = 8
     likelihood: str = "gaussian"
     base_channels: int = 16
@@ -97,8 +124,14 @@ class TrainConfig:
         data or the device — ``cuda_graph``'s — come once those are known).
 
         (Not named ``validate``: that is a field, Pyro's argument checks, recorded in every run.)"""
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model '{self.model}' (known: {', '.join(MODELS)})")
         if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
             raise ValueError("batch_size must be >= 1, epochs >= 0 and lr > 0")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            raise ValueError(f"Adam's betas must lie in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.model == "dcgan":
+            self._check_dcgan()
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if self.consistency_weight < 0:
@@ -113,6 +146,22 @@ class TrainConfig:
                 f"{self.checkpoint_every} and {self.log_every}"
             )
         check_numbers(self, TRAIN_RANGES)  # every numeric field: type, NaN/inf, range
+
+    def _check_dcgan(self) -> None:
+        """A DCGAN has no DAG, labels or ELBO: refuse the VAE-only settings that would be set."""
+        default = TrainConfig()
+        for name, flag in NOT_FOR_DCGAN.items():
+            if getattr(self, name) != getattr(default, name):
+                raise ValueError(f"{flag} is for VAEs: --model dcgan has no DAG, labels or ELBO")
+
+    @classmethod
+    def for_model(cls, model: str = "vae", **fields: Any) -> TrainConfig:
+        """A config for ``model`` with its :data:`MODEL_DEFAULTS`; ``fields`` that are None keep
+        the default (how the CLI passes flags it did not get)."""
+        if model not in MODELS:
+            raise ValueError(f"unknown model '{model}' (known: {', '.join(MODELS)})")
+        given = {k: v for k, v in fields.items() if v is not None}
+        return cls(model=model, **{**MODEL_DEFAULTS[model], **given})
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (what checkpoints record and ``--resume`` compares)."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from causalscene.dag import CausalDAG
-from causalscene.model import TrainableVAE
+from causalscene.model import Trainable
 from causalscene.train.config import TrainConfig
 
 
@@ -98,7 +98,7 @@ class TrainData:
 
 
 def prepare_data(
-    model: TrainableVAE, dataset: Any, config: TrainConfig, device: torch.device
+    model: Trainable, dataset: Any, config: TrainConfig, device: torch.device
 ) -> TrainData:
     """Load ``dataset`` (checked against ``model.label_dag``), split it, put it on ``device``;
     tell the model its training-set size and, with ``collapse_labels``, precompute the label

@@ -14,12 +14,17 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint was kept."""
 
 
+class NonFiniteLoss(ValueError):
+    """Raised by a step whose loss cannot be formed from non-finite values (Pyro's argument
+    validation); ``fit`` turns it into :class:`TrainingDiverged`."""
+
+
 def check_finite(
     running: torch.Tensor, epoch: int, global_step: int, checkpoint: Path | None
 ) -> None:
-    """Raise :class:`TrainingDiverged` when the accumulated loss ``running`` is NaN/inf (one
+    """Raise :class:`TrainingDiverged` when any accumulated metric in ``running`` is NaN/inf (one
     host read)."""
-    if not bool(torch.isfinite(running)):
+    if not bool(torch.isfinite(running).all()):
         raise TrainingDiverged(
             f"training diverged: the loss became NaN/inf in epoch {epoch + 1} "
             f"(by step {global_step}); {kept_checkpoint(checkpoint)}. Try a smaller --lr."

@@ -1,14 +1,16 @@
-"""Training: stochastic variational inference of a :class:`~causalscene.model.CausalVAE` or
-:class:`~causalscene.model.PlainVAE` on an image dataset — :func:`fit`.
+"""Training a :class:`~causalscene.model.Trainable` on an image dataset — :func:`fit`: SVI of a
+:class:`~causalscene.model.CausalVAE` or :class:`~causalscene.model.PlainVAE`, the two-player game
+of a :class:`~causalscene.gan.DCGAN`.
 
-The trainer knows the model only through :class:`~causalscene.model.TrainableVAE` (it never asks
-which class it has); the objective is in :mod:`.objective`, the run folder and exact resume in
-:mod:`.checkpoint`, per-epoch extras are callbacks (:mod:`.callbacks`).
+The trainer knows the model only through :class:`~causalscene.model.Trainable` (it never asks
+which class it has); how a model learns — optimisers, the update on a batch, the numbers an epoch
+reports — is its :class:`~causalscene.train.steps.TrainingStep` (:mod:`.steps`); the run folder
+and exact resume are in :mod:`.checkpoint`, per-epoch extras are callbacks (:mod:`.callbacks`).
 
-Speed: the dataset lives on the device as uint8 ``[N, C, H, W]``; a step makes no host sync (the
-loss is accumulated on the device and read every ``log_every`` steps, which is also when the
+Speed: the dataset lives on the device as uint8 ``[N, C, H, W]``; a step makes no host sync (its
+metrics are accumulated on the device and read every ``log_every`` steps, which is also when the
 NaN/inf guard looks); optional bf16 autocast and channels_last (``bf16``, ``channels_last``).
-``cuda_graph``: the whole step is captured once as a CUDA graph and replayed (:mod:`.graph`).
+``cuda_graph`` (VAEs): the whole step is captured once as a CUDA graph and replayed (:mod:`.graph`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pyro
 import torch
 
-from causalscene.model import TrainableVAE
+from causalscene.model import Trainable
 from causalscene.tensors import resolve_device
 from causalscene.train.callbacks import EPOCH_END, EpochCallback
 from causalscene.train.checkpoint import (
@@ -34,17 +36,16 @@ from causalscene.train.checkpoint import (
 )
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import TrainData, prepare_data
-from causalscene.train.distributed import epoch_order, join_process_group, wrap_ddp
-from causalscene.train.graph import GraphedStep, check_cuda_graph, to_channels_last
-from causalscene.train.guards import GradientSpikeGuard, check_finite
-from causalscene.train.objective import _Objective
+from causalscene.train.distributed import epoch_order, join_process_group
+from causalscene.train.graph import to_channels_last
+from causalscene.train.guards import NonFiniteLoss, check_finite
 from causalscene.train.state import TrainState
 
 StepCallback = Callable[[dict[str, Any]], None]
 
 
 def fit(
-    model: TrainableVAE,
+    model: Trainable,
     dataset: Any,
     config: TrainConfig,
     out: str | Path | None = None,
@@ -52,18 +53,18 @@ def fit(
     callbacks: Sequence[StepCallback] = (),
     epoch_callbacks: Sequence[EpochCallback] = (),
 ) -> list[dict[str, Any]]:
-    """Train ``model`` on ``dataset`` by SVI; return the per-epoch metrics (also in metrics.jsonl).
+    """Train ``model`` on ``dataset``; return the per-epoch metrics (also in metrics.jsonl).
 
     Args:
-        model: a :class:`CausalVAE` or :class:`PlainVAE` (any :class:`TrainableVAE`).
+        model: a :class:`CausalVAE`, :class:`PlainVAE` or :class:`DCGAN` (any :class:`Trainable`).
         dataset: a dataset folder, a ``ShardDataset``, or ``(images uint8 [N,H,W,C], {node: codes})``;
             its labels are checked against ``model.label_dag``.
         config: the :class:`TrainConfig`.
         out: run folder (default ``config.out``); None → no files at all.
         resume: continue from ``out/checkpoint.pt`` (the config must match, except
             :data:`RESUME_MAY_CHANGE`).
-        callbacks: called after every step with ``{"epoch", "step", "global_step", "loss"
-            (a device tensor), "model"}``.
+        callbacks: called after every step with ``{"epoch", "step", "global_step", "metrics"
+            (the step's means of ``step_fn.metrics``, a device tensor), "model"}``.
         epoch_callbacks: called at each epoch's end with ``(TrainState, record)``, after
             :data:`~causalscene.train.callbacks.EPOCH_END` (held-out ELBO, metrics, grids,
             checkpoint).
@@ -72,8 +73,6 @@ def fit(
     out = Path(out) if out is not None else (Path(config.out) if config.out else None)
     device, world, rank = join_process_group(resolve_device(config.device))
     data = prepare_data(model, dataset, config, device)
-    if config.cuda_graph:
-        check_cuda_graph(device, world, data.partial, data.n_train, config.batch_size)
     torch.manual_seed(config.seed)
     run = _start_run(model, data, config, device, world, rank, out)
     if resume:
@@ -82,8 +81,6 @@ def fit(
         refuse_to_overwrite(run)
     if run.writes_files:
         write_run_folder(run)
-    if config.cuda_graph:
-        run.graphed = _capture_step(run)
     at_epoch_end = [*EPOCH_END, *epoch_callbacks]
     with _progress_bar(run), _training(model, config.validate):
         for epoch in range(run.start_epoch, config.epochs):
@@ -98,7 +95,7 @@ def fit(
 
 
 def _start_run(
-    model: TrainableVAE,
+    model: Trainable,
     data: TrainData,
     config: TrainConfig,
     device: torch.device,
@@ -106,13 +103,11 @@ def _start_run(
     rank: int,
     out: Path | None,
 ) -> TrainState:
-    """The model on the device, its loss (DDP-wrapped under torchrun), Adam and the spike guard."""
+    """The model on the device and its training step (its optimisers, DDP under torchrun)."""
     model.to(device)
     if config.channels_last:
         to_channels_last(model)
-    objective = _Objective(model, config, data.partial)
-    step_fn = wrap_ddp(objective, device, world)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, capturable=config.cuda_graph)
+    step_fn = model.training_step(config, data, device, world)
     if config.cuda_graph:  # static shapes: the last incomplete batch is dropped
         steps_per_epoch = data.n_train // config.batch_size
     else:
@@ -125,26 +120,9 @@ def _start_run(
         world=world,
         rank=rank,
         out=out,
-        objective=objective,
         step_fn=step_fn,
-        optimizer=optimizer,
-        spike_guard=GradientSpikeGuard(model.parameters(), config.spike_factor, device),
         steps_per_epoch=steps_per_epoch,
-        running=torch.zeros((), device=device, dtype=torch.float64),
-    )
-
-
-def _capture_step(run: TrainState) -> GraphedStep:
-    data = run.data
-    return GraphedStep(
-        run.objective,
-        run.optimizer,
-        data.train_images,
-        data.train_labels,
-        data.train_log_p_labels,
-        run.config.batch_size,
-        before_step=run.spike_guard,
-        state=[run.spike_guard.state],
+        running=torch.zeros(len(step_fn.metrics), device=device, dtype=torch.float64),
     )
 
 
@@ -168,7 +146,7 @@ def _progress_bar(run: TrainState) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _training(model: TrainableVAE, validate: bool) -> Iterator[None]:
+def _training(model: Trainable, validate: bool) -> Iterator[None]:
     """Train mode and Pyro's argument validation as asked; eval mode after a finished run."""
     model.train()
     with pyro.validation_enabled(validate):
@@ -178,7 +156,7 @@ def _training(model: TrainableVAE, validate: bool) -> Iterator[None]:
 
 def _train_epoch(run: TrainState, callbacks: Sequence[StepCallback]) -> None:
     """The steps of epoch ``run.epoch`` (from ``run.start_step`` in a resumed run's first)."""
-    config, data, epoch, bar = run.config, run.data, run.epoch, run.bar
+    config, data, epoch = run.config, run.data, run.epoch
     order = epoch_order(data.n_train, config.seed, epoch, run.world, run.rank).to(run.device)
     first = run.start_step if epoch == run.start_epoch else 0
     if first == 0:
@@ -186,65 +164,52 @@ def _train_epoch(run: TrainState, callbacks: Sequence[StepCallback]) -> None:
         run.counted = 0
     for step in range(first, run.steps_per_epoch):
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-        if run.graphed is not None:
-            loss, neg_elbo = run.graphed(idx)
-        else:
-            loss, neg_elbo = _eager_step(run, idx)
-        run.running += neg_elbo.double() * len(idx)
+        metrics = _take_step(run, idx)
+        run.running += metrics.double() * len(idx)
         run.counted += len(idx)
         run.global_step += 1
+        info = {"epoch": epoch, "step": step, "global_step": run.global_step, "model": run.model}
         for callback in callbacks:
-            callback(
-                {
-                    "epoch": epoch,
-                    "step": step,
-                    "global_step": run.global_step,
-                    "loss": loss,
-                    "model": run.model,
-                }
-            )
+            callback({**info, "metrics": metrics})
         if run.global_step % config.log_every == 0 or step + 1 == run.steps_per_epoch:
             check_finite(run.running, epoch, run.global_step, run.checkpoint_path)
-            if bar is not None:
-                bar.set_postfix(
-                    epoch=epoch + 1, elbo=f"{-float(run.running) / max(run.counted, 1):.1f}"
-                )
+            _show_progress(run)
         if run.global_step % config.checkpoint_every == 0 and step + 1 < run.steps_per_epoch:
             check_finite(run.running, epoch, run.global_step, run.checkpoint_path)
             save_checkpoint(run, epoch, step + 1)
-        if bar is not None:
-            bar.update(1)
+        if run.bar is not None:
+            run.bar.update(1)
 
 
-def _eager_step(run: TrainState, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step without a captured graph: loss, ``backward()``, spike guard, Adam."""
-    data = run.data
+def _take_step(run: TrainState, idx: torch.Tensor) -> torch.Tensor:
+    """``run.step_fn(idx)``; a loss that cannot be formed (non-finite values) is divergence."""
     try:
-        loss, neg_elbo = run.step_fn(
-            data.train_images[idx],
-            {k: v[idx] for k, v in data.train_labels.items()},
-            None if data.train_log_p_labels is None else data.train_log_p_labels[idx],
-        )
-    except ValueError as exc:  # Pyro's validation of distribution arguments
-        if "invalid values" not in str(exc):
-            raise
+        return run.step_fn(idx)
+    except NonFiniteLoss:
         run.running.fill_(float("nan"))
         check_finite(run.running, run.epoch, run.global_step, run.checkpoint_path)
         raise  # not reached: the guard raises on NaN
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    run.spike_guard()
-    run.optimizer.step()
-    return loss, neg_elbo
+
+
+def _epoch_means(run: TrainState) -> list[float]:
+    """The epoch's means so far of the step's metrics (one host read)."""
+    return (run.running / max(run.counted, 1)).tolist()
+
+
+def _show_progress(run: TrainState) -> None:
+    """The epoch's fields so far on the progress bar (rank 0, with ``progress``)."""
+    if run.bar is not None:
+        fields = run.step_fn.epoch_fields(_epoch_means(run))
+        shown = {k: f"{v:.4g}" for k, v in fields.items() if math.isfinite(v)}
+        run.bar.set_postfix(epoch=run.epoch + 1, **shown)
 
 
 def _epoch_record(run: TrainState, seconds: float) -> dict[str, Any]:
-    """The epoch's line of metrics.jsonl; ``heldout_elbo`` is filled in by a callback."""
+    """The epoch's line of metrics.jsonl; held-out fields are filled in by a callback."""
     return {
         "epoch": run.epoch + 1,
         "step": run.global_step,
-        "train_elbo": -float(run.running) / max(run.counted, 1),
-        "heldout_elbo": float("nan"),
+        **run.step_fn.epoch_fields(_epoch_means(run)),
         "seconds": seconds,
         "images_per_s": run.counted * run.world / max(seconds, 1e-9),
         "device": str(run.device),

@@ -2,7 +2,8 @@
 
 ``train_run(config)`` loads the DAG (``config.dag``) and the dataset (``config.data``), builds a
 new :class:`~causalscene.model.CausalVAE` (or with ``no_dag`` a
-:class:`~causalscene.model.PlainVAE`), fits it into ``config.out`` and, when CPTs were learned,
+:class:`~causalscene.model.PlainVAE`; with ``model="dcgan"`` a :class:`~causalscene.gan.DCGAN`,
+no DAG, labels ignored), fits it into ``config.out`` and, when CPTs were learned,
 writes ``cpts.json`` beside the run. The run's ``config.json`` records the dataset and a DAG file
 as absolute paths (a shipped DAG by its name), so verbs that read them work from any directory.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from causalscene.dag import CausalDAG, is_shipped_name
-from causalscene.model import CausalVAE, PlainVAE, TrainableVAE
+from causalscene.model import CausalVAE, PlainVAE, Trainable
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import load_dataset
 from causalscene.train.loop import fit
@@ -25,8 +26,13 @@ from causalscene.utils import atomic_write_json, set_seed
 __all__ = ["new_model", "train_run", "write_learned_cpts", "portable_paths"]
 
 
-def new_model(config: TrainConfig, dag: CausalDAG | None, image_size: int) -> TrainableVAE:
-    """A fresh model for ``config``: a CausalVAE over ``dag``, or a PlainVAE with ``no_dag``."""
+def new_model(config: TrainConfig, dag: CausalDAG | None, image_size: int) -> Trainable:
+    """A fresh model for ``config``: a CausalVAE over ``dag``, a PlainVAE with ``no_dag``, a DCGAN
+    with ``model="dcgan"``."""
+    if config.model == "dcgan":
+        from causalscene.gan import DCGAN
+
+        return DCGAN(image_size, config.latent_dim, config.base_channels)
     if dag is None or config.no_dag:
         return PlainVAE(image_size, config.latent_dim, config.likelihood, config.base_channels)
     return CausalVAE(
@@ -40,16 +46,15 @@ def new_model(config: TrainConfig, dag: CausalDAG | None, image_size: int) -> Tr
     )
 
 
-def train_run(
-    config: TrainConfig, resume: bool = False
-) -> tuple[TrainableVAE, list[dict[str, Any]]]:
+def train_run(config: TrainConfig, resume: bool = False) -> tuple[Trainable, list[dict[str, Any]]]:
     """Train a new model as ``config`` says (or resume ``config.out``); ``(model, history)``.
 
     Raises ``ValueError`` for a config without a DAG that is not ``no_dag``, or that asks to
     learn CPTs without one; :class:`~causalscene.train.TrainingDiverged` when the loss blows up.
     """
-    if config.dag is None and not config.no_dag:
-        raise ValueError("--dag FILE is required (or --no-dag for a plain VAE)")
+    config.check()
+    if config.dag is None and not config.no_dag and config.model == "vae":
+        raise ValueError("--dag FILE is required (or --no-dag for a plain VAE, --model dcgan)")
     if config.learn_cpts and config.no_dag:
         raise ValueError("--learn-cpts needs a DAG (drop --no-dag)")
     if config.data is None:

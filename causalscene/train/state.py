@@ -8,34 +8,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from causalscene.model import TrainableVAE
+from causalscene.model import Trainable
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import TrainData
-from causalscene.train.graph import GraphedStep
-from causalscene.train.guards import GradientSpikeGuard
+from causalscene.train.steps import TrainingStep
 
 
 @dataclass
 class TrainState:
-    """One run: its pieces (model, data, loss, optimizer) and its position.
+    """One run: its pieces (model, data, its way of learning) and its position.
 
-    ``running`` (float64 on the device) and ``counted`` accumulate the epoch's -ELBO × images
-    without a host sync; ``epoch`` is the current epoch (0-based); ``history`` the per-epoch
-    records (metrics.jsonl)."""
+    ``running`` (float64 ``[len(step_fn.metrics)]`` on the device) and ``counted`` accumulate the
+    epoch's metrics × images without a host sync; ``epoch`` is the current epoch (0-based);
+    ``history`` the per-epoch records (metrics.jsonl)."""
 
     config: TrainConfig
-    model: TrainableVAE
+    model: Trainable
     data: TrainData
     device: torch.device
     world: int
     rank: int
     out: Path | None
-    objective: nn.Module  #: the loss (``_Objective``)
-    step_fn: nn.Module  #: the loss as called in a step: ``objective``, DDP-wrapped under torchrun
-    optimizer: torch.optim.Optimizer
-    spike_guard: GradientSpikeGuard
+    step_fn: (
+        TrainingStep  #: the model's update on a batch, its optimisers (``model.training_step``)
+    )
     steps_per_epoch: int
     running: torch.Tensor
     counted: int = 0
@@ -44,7 +41,6 @@ class TrainState:
     start_epoch: int = 0
     start_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    graphed: GraphedStep | None = None
     bar: Any = None  #: the tqdm progress bar, or None
 
     @property
