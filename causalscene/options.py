@@ -12,6 +12,7 @@ No torch here: the CLI's parser and ``TrainConfig`` import this module.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping
@@ -115,7 +116,15 @@ VERB_RANGES: dict[str, dict[str, Range]] = {
         "shard_size": _COUNT,
         "seed": SEED,
     },
-    "train": {**TRAIN_RANGES, "epochs": _COUNT},
+    # flags left unset take the model's default (TrainConfig.for_model): None is allowed there
+    "train": {
+        **TRAIN_RANGES,
+        "epochs": _COUNT,
+        **{
+            flag: dataclasses.replace(TRAIN_RANGES[flag], optional=True)
+            for flag in ("lr", "beta1", "beta2", "latent_dim")
+        },
+    },
     "dag": {"seed": SEED},
 }
 

@@ -259,10 +259,12 @@ def saved_config(state: Any, path: Path) -> dict[str, Any]:
     return saved
 
 
-def check_resume_payload(state: Any, model: Any, optimizers: Mapping[str, Any], path: Path) -> None:
+def check_resume_payload(
+    state: Any, model: Any, optimizers: Mapping[str, Any], path: Path, n_metrics: int = 1
+) -> None:
     """A checkpoint fit to resume ``model`` with ``optimizers`` (checkpoint key → optimizer):
-    :func:`check_model_payload`, then each optimizer's tensors (shapes, finite), the RNG state
-    and the position."""
+    :func:`check_model_payload`, then each optimizer's tensors (shapes, finite), the sums of the
+    step's ``n_metrics`` metrics, the RNG state and the position."""
     import torch
 
     from causalscene.safeio import first_nonfinite
@@ -273,8 +275,8 @@ def check_resume_payload(state: Any, model: Any, optimizers: Mapping[str, Any], 
         if not Range(0, integer=True).accepts(state.get(name)):
             raise _field(path, name, f"must be an integer >= 0, got {state.get(name)!r}")
     running = state.get("running", torch.zeros(()))
-    if not isinstance(running, torch.Tensor) or running.ndim > 1:
-        raise _field(path, "running", "must be a tensor of metric sums")
+    if not isinstance(running, torch.Tensor) or running.ndim > 1 or running.numel() != n_metrics:
+        raise _field(path, "running", f"must hold the sums of {n_metrics} metric(s)")
     guard = state.get("spike_guard", torch.zeros(()))
     if not isinstance(guard, torch.Tensor) or guard.numel() != 1:
         raise _field(path, "spike_guard", "must be a scalar tensor")
