@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
-    "bench_queries.py": ["--repeats", "1"],
+    "bench_queries.py": ["--repeats", "1", "--networks", "asia,child", "--queries", "3"],
     "bench_train.py": [
         "--cuda-graph",  # parsed; captured loops are timed only on a CUDA device
         "--consistency-weight",  # training's extra term, in both loops
