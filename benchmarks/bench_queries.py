@@ -4,8 +4,17 @@
   enumeration of the joint (27,648 assignments; interval arithmetic for the counterfactual).
 - alarm (37 nodes, bundled with pgmpy): condition and do vs forward (rejection) sampling with
   100,000 draws — the exact answer needs no sampling error budget.
+- every bnlearn network bundled with pgmpy (``--networks``; each loaded once, outside the
+  timings): the median time of ``--queries`` random queries of each kind (condition: one target,
+  two evidence nodes read off a forward sample; do: one target, one do node, one evidence node
+  read off a sample of the mutilated graph), ours with the plan cache cleared before every call
+  (cold) and kept (warm), beside pgmpy's VariableElimination (its engine built once per model,
+  outside the timings; ``--pgmpy-queries`` of each kind) and, when ``pyagrum`` is importable,
+  pyAgrum's LazyPropagation (a fresh inference object per query; for do, on a mutilated copy
+  built outside the timing). Answers are compared with both peers (max abs difference).
 
-Run: python benchmarks/bench_queries.py [--repeats 7]
+Run: python benchmarks/bench_queries.py [--repeats 7] [--networks asia,alarm] [--out DIR]
+(``--out`` writes queries.json, queries.csv and queries.png: time vs nodes and vs induced width.)
 """
 
 from __future__ import annotations
@@ -20,13 +29,23 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests._brute, the reference
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+import _networks  # noqa: E402  (benchmarks/_networks.py: the bnlearn sweep)
+
 from causalscene import queries  # noqa: E402
 from causalscene.dag import CausalDAG  # noqa: E402
+
+
+def bundled_networks() -> list[str]:
+    import pgmpy
+
+    folder = Path(pgmpy.__file__).parent / "utils" / "example_models"
+    return sorted(f.name.split(".")[0] for f in folder.glob("*.bif.gz"))
 
 
 def median_seconds(fn, repeats):
@@ -65,7 +84,11 @@ def brute_condition(dag, variables, evidence, do=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--out", type=Path, default=None, help="write JSON, CSV and PNG here")
+    parser.add_argument("--networks", default=",".join(bundled_networks()))
+    parser.add_argument("--queries", type=int, default=50, help="random queries of each kind")
+    parser.add_argument("--pgmpy-queries", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import pgmpy
 
@@ -148,8 +171,13 @@ def main():
         print(
             f"{name:22s} {1e3 * t_exact:11.2f} {1e3 * t_base:14.2f} {t_base / t_exact:8.1f}x  {what}"
         )
+    networks = _networks.run_all(args, device)
     if args.out:
-        args.out.write_text(json.dumps({"device": device, "rows": rows}, indent=2))
+        args.out.mkdir(parents=True, exist_ok=True)
+        result = {"device": device, "rows": rows, "networks": networks}
+        (args.out / "queries.json").write_text(json.dumps(result, indent=2))
+        _networks.write_csv(networks, args.out / "queries.csv")
+        _networks.plot(networks, args.out / "queries.png", device)
 
 
 if __name__ == "__main__":

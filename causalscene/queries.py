@@ -1,6 +1,7 @@
 """Exact discrete queries on a :class:`~causalscene.dag.CausalDAG`, at the three rungs of Pearl's ladder.
 
-- :func:`condition` — P(variables | evidence): variable elimination (pgmpy) on the DAG.
+- :func:`condition` — P(variables | evidence): variable elimination over numpy factors
+  (:mod:`causalscene.elimination`: pruned model, deterministic min-fill order, compiled per DAG).
 - :func:`intervene` — P(variables | do(...), evidence): the *mutilated* graph (incoming edges of the
   intervened nodes cut, their CPTs point masses), then variable elimination. Upstream beliefs do not
   move. (pgmpy's ``CausalInference.query`` is not used: it weights its adjustment set by the
@@ -29,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from causalscene import elimination as _elimination
 from causalscene.dag import Assignment, CausalDAG, DAGError, Node
-from causalscene.elimination import eliminate as _eliminate
 from causalscene.elimination import probability_of_evidence
 
 __all__ = [
@@ -130,22 +131,44 @@ def _names(dag: CausalDAG, codes: Mapping[str, int]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------- inference
-def _require_possible(dag: CausalDAG, codes: Mapping[str, int], what: str) -> None:
-    if codes and probability_of_evidence(dag, codes) <= 0.0:
-        raise DAGError(f"{what} {_names(dag, codes)} has probability 0", source=dag.source)
+def _solve(
+    dag: CausalDAG,
+    variables: tuple[str, ...],
+    codes: Mapping[str, int],
+    fixed: Mapping[str, int],
+    what: str,
+    max_entries: int | None,
+) -> np.ndarray:
+    """P(variables | do(fixed), codes), normalised; a clear error when the evidence has
+    probability 0 (including evidence that contradicts the intervention)."""
+    impossible = DAGError(f"{what} {_names(dag, codes)} has probability 0", source=dag.source)
+    if any(k in fixed and codes[k] != fixed[k] for k in codes):
+        raise impossible
+    table = _elimination.solve(dag, variables, codes, fixed, max_entries)
+    total = float(table.sum())
+    if not total > 0.0:
+        raise impossible
+    return np.asarray(table / total)
 
 
 def condition(
-    dag: CausalDAG, variables: Sequence[str] | str, evidence: Assignment | None = None
+    dag: CausalDAG,
+    variables: Sequence[str] | str,
+    evidence: Assignment | None = None,
+    max_entries: int | None = None,
 ) -> QueryResult:
-    """P(variables | evidence), exactly (rung 1: association)."""
+    """P(variables | evidence), exactly (rung 1: association).
+
+    ``max_entries`` bounds the largest intermediate factor (default
+    :data:`causalscene.elimination.MAX_FACTOR_ENTRIES`); a query above it raises a ``ValueError``
+    before allocating.
+    """
     variables = _check_variables(dag, variables)
     codes = dag.check_assignment(evidence, "evidence")
     overlap = [v for v in variables if v in codes]
     if overlap:
         raise DAGError(f"variable '{overlap[0]}' is also in the evidence", source=dag.source)
-    _require_possible(dag, codes, "evidence")
-    probs = _eliminate(dag, variables, codes)
+    probs = _solve(dag, variables, codes, {}, "evidence", max_entries)
     return QueryResult(
         "condition",
         variables,
@@ -160,8 +183,14 @@ def intervene(
     variables: Sequence[str] | str,
     do: Assignment,
     evidence: Assignment | None = None,
+    max_entries: int | None = None,
 ) -> QueryResult:
-    """P(variables | do(do), evidence) on the mutilated graph, exactly (rung 2: intervention)."""
+    """P(variables | do(do), evidence) on the mutilated graph, exactly (rung 2: intervention).
+
+    The mutilated graph is never built: the intervened nodes' CPTs drop out and their children
+    read the fixed states (the caller's DAG is not touched). ``max_entries`` as in
+    :func:`condition`.
+    """
     variables = _check_variables(dag, variables)
     fixed = dag.check_assignment(do, "do")
     if not fixed:
@@ -170,9 +199,8 @@ def intervene(
     overlap = [v for v in variables if v in codes]
     if overlap:
         raise DAGError(f"variable '{overlap[0]}' is also in the evidence", source=dag.source)
-    mutilated = dag.mutilate(fixed)
-    _require_possible(mutilated, codes, "evidence under the intervention")
-    probs = _eliminate(mutilated, variables, codes)
+    what = "evidence under the intervention"
+    probs = _solve(dag, variables, codes, fixed, what, max_entries)
     return QueryResult(
         "intervention",
         variables,
@@ -267,6 +295,7 @@ def counterfactual(
     noise: str = "monotone",
     num_samples: int = 20_000,
     seed: int | None = 0,
+    max_entries: int | None = None,
 ) -> QueryResult:
     """P(variables_{do} | factual): the variables read in the world where ``do`` holds (rung 3).
 
@@ -278,6 +307,7 @@ def counterfactual(
         factual: what was observed in the factual world (the evidence).
         do: the intervention applied in the counterfactual world.
         noise: ``"monotone"`` (exact, twin network) or ``"gumbel"`` (sampled with ``seed``).
+        max_entries: the bound on the largest intermediate factor, as in :func:`condition`.
     """
     variables = _check_variables(dag, variables)
     observed = dag.check_assignment(factual, "factual")
@@ -288,12 +318,15 @@ def counterfactual(
         raise DAGError(f"unknown noise model '{noise}' (known: {', '.join(NOISE_ASSUMPTIONS)})")
     if noise == "gumbel":
         dag.check_sample_count(num_samples)
-    _require_possible(dag, observed, "factual evidence")
+    if observed and not probability_of_evidence(dag, observed, max_entries) > 0.0:
+        raise DAGError(
+            f"factual evidence {_names(dag, observed)} has probability 0", source=dag.source
+        )
     states = {v: dag.states(v) for v in variables}
     if noise == "monotone":
         twin, cf_name = twin_network(dag, fixed)  # abduction + action live in the twin network
         targets = tuple(cf_name[v] for v in variables)
-        probs = _twin_query(twin, targets, observed)  # prediction
+        probs = _twin_query(twin, targets, observed, max_entries)  # prediction
         samples = None
     else:
         probs = _gumbel_counterfactual(dag, variables, observed, fixed, num_samples, seed)
@@ -311,11 +344,14 @@ def counterfactual(
 
 
 def _twin_query(
-    twin: CausalDAG, targets: tuple[str, ...], observed: Mapping[str, int]
+    twin: CausalDAG,
+    targets: tuple[str, ...],
+    observed: Mapping[str, int],
+    max_entries: int | None = None,
 ) -> np.ndarray:
     """P(targets | observed) on the twin network; a target that is also observed is a point mass."""
     free = tuple(t for t in targets if t not in observed)
-    table = _eliminate(twin, free, observed) if free else np.ones(())
+    table = _elimination.eliminate(twin, free, observed, max_entries) if free else np.ones(())
     # re-insert observed targets (shared, unaffected nodes) as point masses
     for axis, t in enumerate(targets):
         if t in observed:

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
     "bench_bif.py": ["--networks", "asia", "--repeats", "1", "--json"],
-    "bench_queries.py": ["--repeats", "1"],
+    "bench_queries.py": ["--repeats", "1", "--networks", "asia,child", "--queries", "3"],
     "bench_integrity.py": [
         "--images",
         "48",
