@@ -207,3 +207,49 @@ def dataset_frechet(
         raise ValueError(f"{data}: not a procgen dataset; the Fréchet features need its renderer")
     network = feature_network(source, images_a.shape[1], n_images, epochs, seed, cache, device)
     return {"frechet": image_frechet(network, images_a, images_b), "features": network.name}
+
+
+def evaluation_frechet(
+    run: Path,
+    model: Any,
+    data: str | Path,
+    train_config: Any,
+    n_images: int = 3000,
+    epochs: int = 4,
+    seed: int = 0,
+    device: str = "cpu",
+    max_samples: int = 1000,
+) -> dict[str, Any]:
+    """What ``causalscene evaluate`` adds to ``eval.json``: ``frechet`` (d² between samples of a
+    :class:`~causalscene.model.CausalVAE` and real test images), ``frechet_features`` (the
+    network, cached as ``RUN/frechet_features.pt``), ``frechet_real`` (which real images) and
+    ``frechet_samples``. The real images are the training run's held-out split when ``data`` is
+    the run's dataset (the split of :func:`causalscene.train.data.prepare_data`), else all of
+    ``data``; as many samples as real images, at most ``max_samples``. ``frechet`` is None (and
+    ``frechet_features`` says why) when ``data`` has no procgen renderer."""
+    from causalscene.generate import sample_images
+    from causalscene.train import load_dataset
+
+    source = renderer_source(data)
+    if source is None:
+        return {"frechet": None, "frechet_features": "none: the data has no procgen renderer"}
+    same = train_config.data is not None and Path(train_config.data) == Path(data)
+    images, _ = load_dataset(data, model.label_dag, train_config.max_images if same else None)
+    what = f"all {len(images)} images of {data}"
+    if same:
+        n_total = len(images)
+        split = torch.randperm(n_total, generator=torch.Generator().manual_seed(train_config.seed))
+        n_hold = min(n_total - 1, int(round(train_config.holdout_fraction * n_total)))
+        images = images[split[n_total - n_hold :].numpy()]
+        what = f"the run's held-out split ({n_hold} images)"
+    n = min(len(images), max_samples)
+    generated, _ = sample_images(model, n=n, seed=seed)
+    samples = (generated.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    cache = run / "frechet_features.pt"
+    network = feature_network(source, images.shape[1], n_images, epochs, seed, cache, device)
+    return {
+        "frechet": image_frechet(network, samples, images[:n]),
+        "frechet_features": network.name,
+        "frechet_real": what,
+        "frechet_samples": n,
+    }
