@@ -66,6 +66,9 @@ __all__ = [
     "alpha_sweep",
     "run_cage",
     "dag_relation",
+    "pair_kind",
+    "direction_scores",
+    "scores_caption",
     "compare_with_dag",
 ]
 
@@ -742,14 +745,94 @@ _EXPECTED = {
     "common cause": "none",
     "d-separated": "none",
 }
+_KIND = {
+    "c->e": "edge",
+    "e->c": "edge",
+    "c~>e": "indirect",
+    "e~>c": "indirect",
+    "common cause": "non-edge",
+    "d-separated": "non-edge",
+}
+_DIRECTIONS = ("c->e", "e->c")
+
+
+def pair_kind(relation: str) -> str:
+    """``"edge"`` (a direct edge either way), ``"indirect"`` (a directed path of length ≥ 2, no
+    edge) or ``"non-edge"`` (no directed path either way: a common cause only, or d-separated)
+    for a :func:`dag_relation`."""
+    if relation not in _KIND:
+        raise ValueError(f"unknown DAG relation '{relation}' (known: {', '.join(_KIND)})")
+    return _KIND[relation]
+
+
+def direction_scores(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """An estimator's directions scored against a DAG, edges and non-edges apart.
+
+    ``rows``: one per pair with ``relation`` (:func:`dag_relation`), ``inferred`` (``"c->e"``,
+    ``"e->c"``, ``"undirected"``: adjacent without a direction, or ``"none"``) and ``reliable``
+    (False: not scored). Returns ``{"edges", "indirect", "non_edges"}``:
+
+    * ``edges`` (direct DAG edges, where a claim about directions can hold): ``recovered`` (the
+      DAG's direction), ``reversed``, ``undirected``, ``missed`` ("none"), and ``recall`` =
+      recovered / scored;
+    * ``indirect`` (a directed path, no edge): the same counts with the path's direction, with no
+      verdict (a total-effect estimator such as CAGE expects the direction, a graph-discovery one
+      no adjacency);
+    * ``non_edges`` (no directed path either way): ``kept`` (no direction, no adjacency) or
+      ``spurious`` (a direction or an adjacency), and ``kept_fraction``.
+
+    Each group also has ``pairs``, ``unreliable`` and ``scored``.
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {"edge": [], "indirect": [], "non-edge": []}
+    for r in rows:
+        groups[pair_kind(r["relation"])].append(r)
+    non_edges = _group_counts(groups["non-edge"])
+    kept = sum(r["inferred"] == "none" for r in groups["non-edge"] if r["reliable"])
+    non_edges.update(
+        kept=kept,
+        spurious=non_edges["scored"] - kept,
+        kept_fraction=kept / non_edges["scored"] if non_edges["scored"] else float("nan"),
+    )
+    return {
+        "edges": _directed_counts(groups["edge"]),
+        "indirect": _directed_counts(groups["indirect"]),
+        "non_edges": non_edges,
+    }
+
+
+def _group_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    scored = sum(bool(r["reliable"]) for r in rows)
+    return {"pairs": len(rows), "unreliable": len(rows) - scored, "scored": scored}
+
+
+def _directed_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Recovered / reversed / undirected / missed among the reliable ``rows`` of DAG relation
+    c→e or c⇝e (and the mirror), by the direction :data:`_EXPECTED` gives them."""
+    out = _group_counts(rows)
+    scored = [r for r in rows if r["reliable"]]
+    truth = [_EXPECTED[r["relation"]] for r in scored]
+    out["recovered"] = sum(r["inferred"] == t for r, t in zip(scored, truth))
+    out["reversed"] = sum(
+        r["inferred"] in _DIRECTIONS and r["inferred"] != t for r, t in zip(scored, truth)
+    )
+    out["undirected"] = sum(r["inferred"] == "undirected" for r in scored)
+    out["missed"] = sum(r["inferred"] == "none" for r in scored)
+    out["recall"] = out["recovered"] / len(scored) if scored else float("nan")
+    return out
 
 
 @dataclass
 class DagComparison:
-    """Per pair: prescribed relation, inferred direction, τ, p-values, agreement."""
+    """Per pair: prescribed relation, its kind (edge, indirect, non-edge), inferred direction, τ,
+    p-values, agreement; :attr:`scores` counts edges and non-edges apart
+    (:func:`direction_scores`)."""
 
     rows: list[dict[str, Any]]
     dag_name: str = ""
+
+    @property
+    def scores(self) -> dict[str, dict[str, Any]]:
+        return direction_scores(self.rows)
 
     @property
     def scored(self) -> list[dict[str, Any]]:
@@ -773,7 +856,8 @@ class DagComparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             "dag": self.dag_name,
-            "agreement_fraction": self.agreement_fraction,
+            **self.scores,
+            "agreement_fraction": self.agreement_fraction,  # edges and non-edges together
             "scored_pairs": len(self.scored),
             "unreliable_pairs": len(self.rows) - len(self.scored),
             "rows": self.rows,
@@ -792,6 +876,7 @@ class DagComparison:
         table = Table(title=f"prescribed ({self.dag_name}) vs inferred by CAGE")
         for col in (
             "pair",
+            "kind",
             "DAG",
             "inferred",
             "τ",
@@ -802,12 +887,14 @@ class DagComparison:
             "agree",
         ):
             table.add_column(
-                col, justify="right" if col not in ("pair", "DAG", "inferred") else "left"
+                col, justify="right" if col not in ("pair", "kind", "DAG", "inferred") else "left"
             )
-        for r in self.rows:
+        order = {"edge": 0, "indirect": 1, "non-edge": 2}
+        for r in sorted(self.rows, key=lambda r: order[r["kind"]]):
             agree = "unreliable" if not r["reliable"] else ("yes" if r["agree"] else "NO")
             table.add_row(
                 f"{r['cause']}:{r['effect']}",
+                r["kind"],
                 r["relation"],
                 r["inferred"],
                 f"{r['tau']:+.4f}",
@@ -817,8 +904,25 @@ class DagComparison:
                 f"{r['p_ec']:.3f}",
                 agree,
             )
-        table.caption = f"agreement on reliable pairs: {self.agreement_fraction:.2f} ({len(self.scored)} scored)"
+        table.caption = scores_caption(self.scores)
         return table
+
+
+def scores_caption(scores: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line of :func:`direction_scores`: edges, then non-edges (then indirect pairs, if any)."""
+    e, n, i = scores["edges"], scores["non_edges"], scores["indirect"]
+    text = (
+        f"DAG edges: {e['recovered']} recovered, {e['reversed']} reversed, "
+        f"{e['undirected']} undirected, {e['missed']} missed of {e['scored']} scored "
+        f"({e['unreliable']} unreliable); non-edges: {n['kept']} kept, {n['spurious']} spurious "
+        f"of {n['scored']} scored ({n['unreliable']} unreliable)"
+    )
+    if i["pairs"]:
+        text += (
+            f"; indirect paths: {i['recovered']} along, {i['reversed']} against, "
+            f"{i['missed']} none of {i['scored']} scored"
+        )
+    return text
 
 
 def compare_with_dag(dag: Any, results: CageResult | Sequence[PairResult]) -> DagComparison:
@@ -826,7 +930,9 @@ def compare_with_dag(dag: Any, results: CageResult | Sequence[PairResult]) -> Da
 
     Expected direction: c→e for an edge or an indirect path from c to e (and e→c symmetrically);
     "none" for a common cause only or d-separation. Pairs whose probes failed the
-    separability check are reported with ``reliable = False`` and not scored.
+    separability check are reported with ``reliable = False`` and not scored. Each row's
+    ``kind`` (:func:`pair_kind`) says whether a direction claim can be scored on it (edges); the
+    comparison's :attr:`~DagComparison.scores` count edges and non-edges apart.
     """
     pairs = results.pairs if isinstance(results, CageResult) else list(results)
     rows = []
@@ -838,6 +944,7 @@ def compare_with_dag(dag: Any, results: CageResult | Sequence[PairResult]) -> Da
                 "cause": p.cause,
                 "effect": p.effect,
                 "relation": relation,
+                "kind": pair_kind(relation),
                 "expected": expected,
                 "inferred": p.inferred,
                 "tau": p.tau,

@@ -215,19 +215,19 @@ def _training_section(out: Path, config: DemoConfig) -> dict[str, Any]:
 def cage_headline(comparison: Mapping[str, Any]) -> str:
     """One sentence: agreement with the DAG over reliably probed pairs, and the DAG's edges
     recovered, reversed, found without direction or unreliable (``dag_comparison.json``)."""
-    from causalscene.reproductions.bose2022 import direction_scores
+    from causalscene.cage import direction_scores
 
     rows = comparison["rows"]
-    s = direction_scores(rows)
+    s = direction_scores(rows)["edges"]
     scored = [r for r in rows if r["reliable"]]
     agree = sum(bool(r["agree"]) for r in scored)
     share = f" ({agree / len(scored):.0%})" if scored else ""
     return (
         f"CAGE agrees with the faces DAG on {agree} of {len(scored)} reliably probed pairs{share}"
         f" ({len(rows) - len(scored)} of {len(rows)} pairs unreliable: a probe near chance). "
-        f"Of the DAG's {s['dag_edges']} edges, {s['edges_agreeing']} recovered in the DAG's "
-        f"direction, {s['edges_reversed']} reversed, {s['edges_none']} with no direction found, "
-        f"{s['edges_unreliable']} unreliable."
+        f"Of the DAG's {s['pairs']} edges, {s['recovered']} recovered in the DAG's "
+        f"direction, {s['reversed']} reversed, {s['missed']} with no direction found, "
+        f"{s['unreliable']} unreliable."
     )
 
 

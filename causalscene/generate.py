@@ -566,6 +566,20 @@ def evaluate_run(
     result["run"] = str(run)
     result["train_device"] = train_config.device
     result.update(_training_cost(run))
+    from causalscene.quality import evaluation_frechet  # sample quality vs real test images
+
+    result.update(
+        evaluation_frechet(
+            run,
+            model,
+            data,
+            train_config,
+            config.probe_images,
+            config.probe_epochs,
+            config.seed,
+            config.device,
+        )
+    )
     atomic_write_json(run / "eval.json", result)
     return result
 

@@ -334,14 +334,13 @@ def plot_dag_comparison(
             edge_colors[(r["cause"], r["effect"])] = colour
         elif r["relation"] == "e->c":
             edge_colors[(r["effect"], r["cause"])] = colour
-    frac = comparison.agreement_fraction
-    return draw_dag(
-        dag,
-        path,
-        edge_colors=edge_colors,
-        extra_edges=extra,
-        title=title or f"{dag.name}: prescribed (solid) vs CAGE (dashed); agreement {frac:.2f}",
+    edges, non_edges = comparison.scores["edges"], comparison.scores["non_edges"]
+    default = (
+        f"{dag.name}: prescribed (solid) vs CAGE (dashed); edges recovered "
+        f"{edges['recovered']}/{edges['scored']}, non-edges kept {non_edges['kept']}/"
+        f"{non_edges['scored']}"
     )
+    return draw_dag(dag, path, edge_colors=edge_colors, extra_edges=extra, title=title or default)
 
 
 def plot_points_counterfactual(

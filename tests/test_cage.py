@@ -16,12 +16,14 @@ from causalscene.cage import (
     compare_with_dag,
     counterfactual_latents,
     dag_relation,
+    direction_scores,
     gate,
     mmd,
     p_value,
     parse_pairs,
     permutation_null,
     run_cage,
+    scores_caption,
     tau,
 )
 from causalscene.dag import CausalDAG
@@ -472,3 +474,87 @@ def test_encode_images_needs_an_encoder():
 
     with pytest.raises(ValueError, match="has no encode"):
         encode_images(DecodeOnly(), np.zeros((2, 8, 8, 3), dtype=np.uint8))
+
+
+def _hand_dag():
+    """a → b → c, a → d, and e alone: edges a:b, b:c, a:d; a ⇝ c indirect; b, d and c, d share
+    the cause a; e is d-separated from everything."""
+    yes_no = {"0": [0.8, 0.2], "1": [0.2, 0.8]}
+    return CausalDAG.from_dict(
+        {
+            "name": "hand",
+            "nodes": {
+                "a": {"states": ["0", "1"]},
+                "b": {"states": ["0", "1"], "parents": ["a"]},
+                "c": {"states": ["0", "1"], "parents": ["b"]},
+                "d": {"states": ["0", "1"], "parents": ["a"]},
+                "e": {"states": ["0", "1"]},
+            },
+            "cpts": {"a": [0.5, 0.5], "b": yes_no, "c": yes_no, "d": yes_no, "e": [0.5, 0.5]},
+        }
+    )
+
+
+def test_compare_with_dag_scores_edges_and_non_edges_apart():
+    """Hand-made CAGE answers on a hand-made DAG, counted by hand."""
+    pairs = [
+        _pair("a", "b", "c->e"),  # edge, recovered
+        _pair("c", "b", "c->e"),  # edge b → c read as c → b: reversed
+        _pair("a", "d", "none"),  # edge, missed
+        _pair("a", "c", "c->e"),  # indirect a ⇝ c, along the path
+        _pair("b", "d", "none"),  # common cause: kept
+        _pair("c", "d", "e->c"),  # common cause: spurious
+        _pair("a", "e", "none"),  # d-separated: kept
+        _pair("b", "e", "none", reliable=False),  # not scored
+        _pair("c", "e", "c->e"),  # d-separated: spurious
+        _pair("d", "e", "none"),  # kept
+    ]
+    comparison = compare_with_dag(_hand_dag(), pairs)
+    kinds = [r["kind"] for r in comparison.rows]
+    assert kinds == ["edge"] * 3 + ["indirect"] + ["non-edge"] * 6
+    s = comparison.scores
+    assert s["edges"] == {
+        "pairs": 3,
+        "unreliable": 0,
+        "scored": 3,
+        "recovered": 1,
+        "reversed": 1,
+        "undirected": 0,
+        "missed": 1,
+        "recall": pytest.approx(1 / 3),
+    }
+    assert (s["indirect"]["pairs"], s["indirect"]["recovered"]) == (1, 1)
+    assert s["non_edges"] == {
+        "pairs": 6,
+        "unreliable": 1,
+        "scored": 5,
+        "kept": 3,
+        "spurious": 2,
+        "kept_fraction": pytest.approx(3 / 5),
+    }
+    saved = comparison.to_dict()
+    assert saved["edges"]["reversed"] == 1 and saved["non_edges"]["spurious"] == 2
+    caption = scores_caption(s)
+    assert "1 recovered, 1 reversed, 0 undirected, 1 missed of 3 scored" in caption
+    assert "3 kept, 2 spurious of 5 scored (1 unreliable)" in caption
+
+
+def test_direction_scores_of_an_adjacency_matrix():
+    """A graph-discovery answer (A[i, j] = 1: i → j; both: undirected) on the hand-made DAG."""
+    from causalscene.discovery import pair_rows
+
+    names = ["a", "b", "c", "d", "e"]
+    adjacency = np.zeros((5, 5), dtype=int)
+    adjacency[0, 1] = 1  # a → b: recovered
+    adjacency[1, 2] = adjacency[2, 1] = 1  # b - c: undirected
+    adjacency[3, 0] = 1  # d → a: reversed
+    adjacency[2, 4] = 1  # c → e: spurious
+    rows = pair_rows(adjacency, names, _hand_dag())
+    assert len(rows) == 10
+    s = direction_scores(rows)
+    edges, non_edges = s["edges"], s["non_edges"]
+    assert [edges[k] for k in ("recovered", "reversed", "undirected", "missed")] == [1, 1, 1, 0]
+    assert (s["indirect"]["scored"], s["indirect"]["missed"]) == (1, 1)  # a ⇝ c: no adjacency
+    assert (non_edges["scored"], non_edges["kept"], non_edges["spurious"]) == (6, 5, 1)
+    with pytest.raises(ValueError, match="unknown DAG relation"):
+        direction_scores([{"relation": "sideways", "inferred": "none", "reliable": True}])

@@ -4,6 +4,7 @@ monotone-noise example, hidden-node inference, evaluation, and the four verbs.""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -236,6 +237,11 @@ def test_evaluate_verb_on_procgen_data(tmp_path, dag_path, capsys):
     assert result["identity_max_abs_diff"] == 0.0
     assert (run / "probe_factorial.pt").is_file() and "train_seconds" in result
     assert result["probe_training"] == "factorial procgen faces"
+    # sample quality: 16 samples vs the run's held-out 10% of 160 images, renderer features
+    assert math.isfinite(result["frechet"]) and result["frechet"] > 0
+    assert "factorial procgen faces items at 32 px" in result["frechet_features"]
+    assert result["frechet_real"] == "the run's held-out split (16 images)"
+    assert result["frechet_samples"] == 16 and (run / "frechet_features.pt").is_file()
     assert (
         main(
             [

@@ -75,6 +75,9 @@ def test_cage_mog_tiny(tmp_path):
             assert _is_p_value(f["p_value"], f["permutations"])
             assert _is_p_value(f["p_value_reverse"], f["permutations"])
             assert f["infers_mixture_to_low_mean"] == (f["tau"] > 0 and f["p_value"] < LEVEL)
+            assert f["infers_low_mean_to_mixture"] == (
+                f["tau"] < 0 and f["p_value_reverse"] < LEVEL
+            )
             latent = f["latent_outcome"]
             gates = (latent["gate_mixture_to_low_mean"], latent["gate_low_mean_to_mixture"])
             assert latent["tau"] == pytest.approx(_tau(*gates), abs=1e-12)
@@ -87,6 +90,8 @@ def test_cage_mog_tiny(tmp_path):
             assert latent["mmd_mixture"] >= 0 and latent["mmd_low_mean"] >= 0
         agree = sum(f["infers_mixture_to_low_mean"] for f in flows)
         assert part["flows_inferring_mixture_to_low_mean"] == agree
+        reverse = sum(f["infers_low_mean_to_mixture"] for f in flows)
+        assert part["flows_inferring_low_mean_to_mixture"] == reverse
         assert part["median_tau"] == pytest.approx(statistics.median(f["tau"] for f in flows))
         assert part["median_latent_tau"] == pytest.approx(
             statistics.median(f["latent_outcome"]["tau"] for f in flows)
@@ -111,6 +116,12 @@ def test_cage_morpho_tiny(tmp_path):
     pair = json.loads((tmp_path / "cage" / "cage.json").read_text())["pairs"][0]
     assert (pair["cause"], pair["effect"]) == ("thickness", "intensity")
     assert pair["tau"] == m["tau"] and pair["p_ce"] == m["p_value"]
+    # the one pair is the morpho DAG's edge thickness -> intensity, scored as an edge
+    edges = m["edges"]
+    assert (edges["pairs"], m["non_edges"]["pairs"], m["indirect"]["pairs"]) == (1, 0, 0)
+    assert edges["scored"] == int(m["reliable"])
+    assert edges["recovered"] == int(m["reliable"] and m["inferred"] == "c->e")
+    assert edges["reversed"] == int(m["reliable"] and m["inferred"] == "e->c")
     assert result["holds"] == (m["tau"] > 0 and m["p_value"] < LEVEL)
 
 
@@ -134,31 +145,41 @@ def test_cage_faces_tiny(tmp_path):
         (r["cause"], r["effect"]) if r["relation"] == "c->e" else (r["effect"], r["cause"])
         for r in edge_rows
     }
-    assert as_edges == dag_edges and m["dag_edges"] == len(dag_edges)
+    assert as_edges == dag_edges
+    assert [r["kind"] for r in rows] == [_kind(graph, r) for r in rows]
+    assert m["edges"]["pairs"] == len(dag_edges)
     scored = [r for r in edge_rows if r["reliable"]]
     right = [r for r in scored if graph.has_edge(*_directed(r))]
-    reverse = [r for r in scored if graph.has_edge(*_directed(r)[::-1])]
-    assert m["edges_scored"] == len(scored)
-    assert m["edges_unreliable"] == len(edge_rows) - len(scored)
-    assert m["edges_agreeing"] == len(right)
-    assert m["edges_reversed"] == len(reverse)
-    assert m["edges_none"] == sum(r["inferred"] == "none" for r in scored)
-    assert m["edges_agreeing"] + m["edges_reversed"] + m["edges_none"] == m["edges_scored"]
-    # pairs with no directed path either way: the DAG expects no direction
-    unrelated = [
-        r
-        for r in rows
-        if r["reliable"]
-        and not nx.has_path(graph, r["cause"], r["effect"])
-        and not nx.has_path(graph, r["effect"], r["cause"])
-    ]
-    agreeing = sum(r["inferred"] == "none" for r in unrelated)
-    assert (m["none_pairs_scored"], m["none_pairs_agreeing"]) == (len(unrelated), agreeing)
-    if unrelated:
-        assert m["none_pair_agreement"] == pytest.approx(agreeing / len(unrelated))
+    _check_scores(m, rows, graph)
     assert m["scored_pairs"] == sum(r["reliable"] for r in rows)
     # holds: at least half of the reliably probed DAG edges come out in the DAG's direction
     assert result["holds"] == (len(scored) > 0 and len(right) >= len(scored) / 2)
+
+
+def _kind(graph, row):
+    c, e = row["cause"], row["effect"]
+    if graph.has_edge(c, e) or graph.has_edge(e, c):
+        return "edge"
+    return "indirect" if nx.has_path(graph, c, e) or nx.has_path(graph, e, c) else "non-edge"
+
+
+def _check_scores(m, rows, graph):
+    """``m``'s edges / non_edges counts, recounted from ``rows`` (each with ``inferred``) and the
+    DAG's graph: edges by the arrow the row names, non-edges with no directed path either way."""
+    edges = [r for r in rows if _kind(graph, r) == "edge" and r["reliable"]]
+    arrows = [_directed(r) for r in edges]
+    e = m["edges"]
+    assert e["scored"] == len(edges)
+    assert e["recovered"] == sum(graph.has_edge(*a) for a in arrows)
+    assert e["reversed"] == sum(graph.has_edge(*a[::-1]) for a in arrows)
+    assert e["undirected"] == sum(r["inferred"] == "undirected" for r in edges)
+    assert e["missed"] == sum(r["inferred"] == "none" for r in edges)
+    assert e["recovered"] + e["reversed"] + e["undirected"] + e["missed"] == e["scored"]
+    others = [r for r in rows if _kind(graph, r) == "non-edge"]
+    kept = sum(r["inferred"] == "none" for r in others if r["reliable"])
+    n = m["non_edges"]
+    assert (n["pairs"], n["scored"]) == (len(others), sum(r["reliable"] for r in others))
+    assert (n["kept"], n["spurious"]) == (kept, n["scored"] - kept)
 
 
 def _directed(row):
@@ -168,3 +189,47 @@ def _directed(row):
     if row["inferred"] == "e->c":
         return row["effect"], row["cause"]
     return None, None
+
+
+@pytest.mark.slow
+def test_cage_baselines_tiny(tmp_path):
+    """Each baseline's rows and edge / non-edge counts recomputed from its saved adjacency
+    matrix (A[i, j] = 1: i -> j) and the faces DAG; reliability is CAGE's, pair for pair."""
+    result = _run("cage-baselines", tmp_path)
+    m = result["measured"]
+    dag = CausalDAG.shipped("faces")
+    graph = dag.to_networkx()
+    names = m["attributes"]
+    assert sorted(names) == sorted(a for a in dag.label_nodes if dag.cardinality(a) == 2)
+    cage_rows = m["cage"]["rows"]
+    reliable = {(r["cause"], r["effect"]): r["reliable"] for r in cage_rows}
+    _check_scores(m["cage"], cage_rows, graph)
+    for method in ("lingam", "anm", "pc"):
+        part = m[method]
+        a = part["adjacency"]
+        assert len(a) == len(names) and all(len(row) == len(names) for row in a)
+        rows = part["rows"]
+        assert len(rows) == len(names) * (len(names) - 1) // 2
+        for r in rows:
+            i, j = names.index(r["cause"]), names.index(r["effect"])
+            forward, backward = bool(a[i][j]), bool(a[j][i])
+            expected = {(1, 1): "undirected", (1, 0): "c->e", (0, 1): "e->c", (0, 0): "none"}
+            assert r["inferred"] == expected[(forward, backward)]
+            assert r["reliable"] == reliable[(r["cause"], r["effect"])]
+        _check_scores(part, rows, graph)
+        assert m["edges_recovered"][method] == part["edges"]["recovered"]
+    lingam = m["lingam"]["adjacency"]
+    assert not any(lingam[i][j] and lingam[j][i] for i in range(len(names)) for j in range(i))
+    anm = m["anm"]
+    assert anm["pairs_run"] == sum(reliable.values()) == len(anm["p_values"])
+    for key, (forward, backward) in anm["p_values"].items():
+        i, j = map(int, key.split(":"))
+        assert 0 <= forward <= 1 and 0 <= backward <= 1
+        assert anm["adjacency"][i][j] == int(forward >= LEVEL > backward)
+        assert anm["adjacency"][j][i] == int(backward >= LEVEL > forward)
+    recovered = m["edges_recovered"]
+    assert recovered["cage"] == m["cage"]["edges"]["recovered"]
+    holds = m["cage"]["edges"]["scored"] > 0 and all(
+        recovered["cage"] >= recovered[b] for b in ("lingam", "anm", "pc")
+    )
+    assert result["holds"] == holds
