@@ -227,7 +227,11 @@ def _import_target(target: str, spec: str) -> Any:
             raise ValueError(f"--generator {spec}: cannot import {target}")
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[module_name] = module  # dataclasses and pickling look modules up here
-        loader_spec.loader.exec_module(module)
+        try:
+            loader_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
         return module
     try:
         return importlib.import_module(target)

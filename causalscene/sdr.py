@@ -292,7 +292,8 @@ def sdr_of_run(
     from causalscene.utils import set_seed, write_run_info
 
     generator, config = load_generator(run, str(resolve_device(device)))
-    as_module(generator, run), _encoder_trunk(generator)  # refused before anything is written
+    as_module(generator, run)  # TorchScript and the like are refused before anything is written
+    _encoder_trunk(generator)
     set_seed(seed)
     out = out or default_output(run, "sdr")
     images = _run_images(config, samples, generator)
