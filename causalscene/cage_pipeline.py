@@ -25,6 +25,7 @@ import torch
 from causalscene.cage import CageConfig, CageResult, DagComparison, PairResult
 from causalscene.dag import CausalDAG, DAGError
 from causalscene.generators import EncodingGenerator, Generator, has_encoder
+from causalscene.inversion import InversionConfig
 from causalscene.probes import ImageProbe, LatentProbe
 from causalscene.tensors import resolve_device
 
@@ -36,6 +37,7 @@ __all__ = [
     "binary_attributes",
     "check_binary",
     "encode_images",
+    "image_latents",
     "resolve_dag",
 ]
 
@@ -65,10 +67,14 @@ def analyze_run(
     max_images: int | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     probe_epochs: int = 5,
+    inversion: InversionConfig | None = None,
+    progress: bool = False,
 ) -> CageAnalysis:
     """CAGE on the generator of training run ``run`` (``pairs=None``: every pair of binary
-    attributes). The dataset is ``data`` or the run's; the DAG ``dag`` (a file or a shipped
-    name) or the run's, else the dataset's (:func:`resolve_dag`)."""
+    attributes), or of any generator spec :func:`~causalscene.generators.load_generator` reads
+    (``module:factory``, ``FILE.pt``). The dataset is ``data`` or the run's; the DAG ``dag`` (a
+    file or a shipped name) or the run's, else the dataset's (:func:`resolve_dag`). Latents of
+    the images: :func:`image_latents` (``inversion`` for a generator without ``encode``)."""
     from causalscene.generators import load_generator
     from causalscene.train import load_dataset
 
@@ -78,10 +84,11 @@ def analyze_run(
     if data is None and train_config is not None and train_config.data:
         data = train_config.data
     if data is None:
-        raise ValueError(f"{run}: the run names no dataset; pass --data")
+        what = "the run names" if train_config is not None else "a generator spec names"
+        raise ValueError(f"{run}: {what} no dataset; pass --data DIR (labelled images)")
     data = Path(data)
     spec = dag or (train_config.dag if train_config is not None else None)
-    dag_found = resolve_dag(spec, Path(run), data)
+    dag_found = resolve_dag(spec, Path(run) if Path(run).is_dir() else None, data)
     images, labels = load_dataset(data, None, max_images)
     return analyze_generator(
         generator,
@@ -94,6 +101,8 @@ def analyze_run(
         alphas=alphas,
         probe_epochs=probe_epochs,
         data=data,
+        inversion=inversion,
+        progress=progress,
     )
 
 
@@ -188,6 +197,34 @@ def encode_images(generator: Generator, images: np.ndarray, batch_size: int = 25
     return torch.cat(out)
 
 
+def image_latents(
+    generator: Generator,
+    images: np.ndarray,
+    inversion: InversionConfig | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Latents ``[N, D]`` (float32, CPU) of uint8 ``[N, H, W, C]`` images and how they were
+    found: ``{"method": "encoder"}`` by ``encode``, else latent inversion of ``decode``
+    (:func:`causalscene.inversion.invert` with ``inversion``; its summary, with the images'
+    pixel variance beside the reconstruction MSE to judge it by)."""
+    if has_encoder(generator):
+        return encode_images(generator, images), {"method": "encoder"}
+    from causalscene.inversion import invert
+
+    log.info("the generator has no encode(): inverting decode on %d images", len(images))
+    found = invert(generator, images, inversion, progress=progress)
+    summary = found.summary()
+    summary["pixel_variance"] = float(np.var(images.astype(np.float64) / 255.0))
+    if summary["recon_mse_mean"] > 0.1 * summary["pixel_variance"]:
+        log.warning(
+            "latent inversion reconstructs poorly (MSE %.3g vs pixel variance %.3g): "
+            "try more --invert-steps or --invert-restarts",
+            summary["recon_mse_mean"],
+            summary["pixel_variance"],
+        )
+    return found.latents, summary
+
+
 def _pair_list(
     pairs: str | Sequence[Any] | None, labels: Mapping[str, np.ndarray], dag: CausalDAG | None
 ) -> list[tuple[str, str]]:
@@ -220,8 +257,14 @@ def analyze_generator(
     grid_sources: int = 4,
     data: str | Path | None = None,
     figures: bool = True,
+    inversion: InversionConfig | None = None,
+    progress: bool = False,
 ) -> CageAnalysis:
     """CAGE on an image generator: encode, probe, GATE/τ/null/MMD, α sweep, figures, tables.
+
+    The latents of ``images`` come from ``encode``, or, for a generator without one, from latent
+    inversion with ``inversion`` (:func:`image_latents`); ``cage.json`` says which under
+    ``"latents"``.
 
     ``figures=False`` writes the tables and ``cage.json`` only (no PNGs: with many pairs the
     figures take longer than a small analysis).
@@ -241,7 +284,7 @@ def analyze_generator(
     involved = sorted({a for p in pair_list for a in p})
     if isinstance(generator, torch.nn.Module):
         generator.eval()
-    z_train = encode_images(generator, images)
+    z_train, latents_found = image_latents(generator, images, inversion, progress)
     sub_labels = {a: np.asarray(labels[a]) for a in involved}
     probe_training = None
     if config.outcome == "image" and image_probe is None:
@@ -262,7 +305,7 @@ def analyze_generator(
     files = {}
     if figures:
         files = _write_figures(generator, result, pair_list, dag, comparison, grid_sources, out)
-    return _write_tables(result, comparison, probe_training, files, out)
+    return _write_tables(result, comparison, probe_training, files, out, latents_found)
 
 
 def _fit_image_probe(
@@ -333,8 +376,10 @@ def _write_tables(
     probe_training: str | None,
     files: dict[str, Path],
     out: Path,
+    latents_found: dict[str, Any] | None = None,
 ) -> CageAnalysis:
-    """``tau_table.csv``, the DAG comparison and ``cage.json`` (naming ``files`` too)."""
+    """``tau_table.csv``, the DAG comparison and ``cage.json`` (naming ``files`` too, and how
+    the images' latents were found)."""
     from causalscene.utils import atomic_write_json, atomic_write_text
 
     files = {**files, "tau_table": atomic_write_text(out / "tau_table.csv", tau_csv(result.pairs))}
@@ -344,6 +389,8 @@ def _write_tables(
         payload["comparison"] = comparison.to_dict()
     if probe_training is not None:
         payload["image_probe_training"] = probe_training
+    if latents_found is not None:
+        payload["latents"] = latents_found
     payload["files"] = {k: str(v) for k, v in files.items()}
     atomic_write_json(out / "cage.json", payload)
     return CageAnalysis(result=result, comparison=comparison, payload=payload)

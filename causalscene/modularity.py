@@ -741,7 +741,7 @@ def modules_of_run(
     run: str, config: ModulesConfig, out: Path | None = None, device: str = "auto"
 ) -> tuple[dict[str, Any], Path]:
     """``causalscene modules RUN``: :func:`analyse_modules` of a run folder's generator (or
-    ``planted:K``) into ``out`` (default ``RUN/modules-LAYER``), with ``config.json`` beside
+    ``planted:K``, or ``module:factory``: :func:`~causalscene.generators.load_generator`) into ``out`` (default ``RUN/modules-LAYER``), with ``config.json`` beside
     ``modules.json``. Returns ``(result, out)``."""
     from causalscene.generators import default_output, load_generator
     from causalscene.tensors import resolve_device

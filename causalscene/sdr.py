@@ -283,14 +283,17 @@ def sdr_summary(values: Any, bins: int = 60, log_range: tuple[float, float] = (-
 def sdr_of_run(
     run: str, out: Path | None = None, samples: int = 256, seed: int = 0, device: str = "auto"
 ) -> tuple[dict[str, Any], Path]:
-    """``causalscene sdr RUN``: :func:`analyse_sdr` of a run folder's generator into ``out``
-    (default ``RUN/sdr``), encoder maps from up to ``samples`` of the run's training images when
-    its data folder is at hand. Returns ``(result, out)``."""
+    """``causalscene sdr RUN``: :func:`analyse_sdr` of a run folder's generator (or any spec
+    :func:`~causalscene.generators.load_generator` reads; not TorchScript, which takes no hooks)
+    into ``out`` (default ``RUN/sdr``), encoder maps from up to ``samples`` of the run's training
+    images when its data folder is at hand, else of decoded samples. Returns ``(result, out)``."""
     from causalscene.generators import default_output, load_generator
     from causalscene.tensors import resolve_device
     from causalscene.utils import set_seed, write_run_info
 
     generator, config = load_generator(run, str(resolve_device(device)))
+    as_module(generator, run)  # TorchScript and the like are refused before anything is written
+    _encoder_trunk(generator)
     set_seed(seed)
     out = out or default_output(run, "sdr")
     images = _run_images(config, samples, generator)
@@ -378,9 +381,13 @@ def _sdr_values(sdrs: dict[str, torch.Tensor]) -> np.ndarray:
 
 
 def _encoder_trunk(generator: Generator) -> nn.Module:
-    """The conv trunk of the generator's VAE encoder (``ValueError`` when it has none)."""
+    """The conv trunk of the generator's VAE encoder, or its own ``encoder`` submodule
+    (``ValueError`` when it has none)."""
     vae = getattr(generator, "vae", generator)
     encoder = getattr(vae, "encoder", None)
-    if encoder is None:
-        raise ValueError("this generator has no encoder to compare with (need a trained VAE run)")
+    if not isinstance(encoder, nn.Module):
+        raise ValueError(
+            "this generator has no encoder to compare with: SDR needs a trained VAE run or a "
+            "generator module with an `encoder` submodule (images -> latents)"
+        )
     return getattr(encoder, "trunk", encoder)

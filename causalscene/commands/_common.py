@@ -60,6 +60,26 @@ def add_no_progress(p: ArgumentParser, draws_bar: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help=f"no progress bars on stderr{note}")
 
 
+def add_generator(p: ArgumentParser, run_help: str) -> None:
+    """The generator an analysing verb reads: positional ``RUN`` (optional) or ``--generator
+    SPEC``, exactly one of them (:func:`generator_spec`)."""
+    p.add_argument("run", nargs="?", default=None, metavar="RUN", help=run_help)
+    p.add_argument(
+        "--generator",
+        default=None,
+        metavar="SPEC",
+        help="a generator from outside instead of RUN: module:factory, file.py:factory (factory() "
+        "returns an nn.Module with decode, sample_latents, latent_dim) or a TorchScript FILE.pt",
+    )
+
+
+def generator_spec(args: Any) -> str:
+    """``RUN`` or ``--generator``; ``ValueError`` unless exactly one is given."""
+    if (args.run is None) == (args.generator is None):
+        raise ValueError("give exactly one of RUN and --generator SPEC")
+    return str(args.run if args.run is not None else args.generator)
+
+
 def console(stderr: bool = False) -> Console:
     """The rich console every verb prints with: the terminal's width on a terminal, else
     :data:`PIPE_WIDTH` (and no colour codes), so piped tables keep every column.

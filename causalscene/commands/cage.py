@@ -5,6 +5,9 @@
 --out DIR [--json]`` writes into DIR what :func:`causalscene.cage_pipeline.analyze_run` writes:
 ``cage.json`` (everything), ``tau_table.csv``, ``tau_vs_alpha.png``, ``null_histograms.png``,
 ``counterfactuals_<c>_<e>.png`` and, with a DAG, ``dag_comparison.{csv,json,png}``.
+``--generator SPEC --data DIR`` instead of ``RUN`` analyses a generator from outside
+(:func:`causalscene.generators.load_generator`); without ``encode`` its latents come from latent
+inversion (``--invert-steps``, ``--invert-lr``, ``--invert-prior``, ``--invert-restarts``).
 The reproductions ``cage-mog``, ``cage-morpho`` and ``cage-faces`` live in
 :mod:`causalscene.reproductions.bose2022`.
 """
@@ -16,10 +19,12 @@ from typing import TYPE_CHECKING
 
 from causalscene.commands._common import (
     add_device,
+    add_generator,
     add_json,
     add_no_progress,
     add_seed,
     console,
+    generator_spec,
     print_json,
 )
 
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("cage", help="CAGE: causal directions in a generator's latent space")
-    p.add_argument("run", type=Path, help="training run folder (causalscene train --out)")
+    add_generator(p, "training run folder (causalscene train --out)")
     p.add_argument("--pairs", default=None, help="cause:effect pairs, comma-separated")
     p.add_argument("--all-pairs", action="store_true", help="every pair of binary attributes")
     p.add_argument("--alpha", type=float, default=1.0, help="step α along the probe normal")
@@ -49,17 +54,35 @@ def register(subparsers) -> None:
     p.add_argument(
         "--probe-epochs", type=int, default=5, help="image-probe epochs (--outcome image)"
     )
+    _add_inversion(p)
     add_device(p)
     add_seed(p)
     p.add_argument("--out", type=Path, required=True)
     add_json(p, "the result (what cage.json holds)")
-    add_no_progress(p, draws_bar=False)
+    add_no_progress(p)
     p.set_defaults(func=_main)
+
+
+#: the inversion flags and the InversionConfig fields they set (unset: the config's defaults)
+INVERSION_FLAGS = {"steps": int, "lr": float, "prior": float, "restarts": int}
+
+
+def _add_inversion(p) -> None:
+    """Flags of the latent inversion used for a generator without encode()."""
+    helps = {
+        "steps": "Adam steps of latent inversion, for a generator without encode() (default 300)",
+        "lr": "its learning rate, cosine-annealed to 0 (default 0.1)",
+        "prior": "its prior penalty λ·|z|²/2 (default 0)",
+        "restarts": "its starts per image, the best kept (default 1)",
+    }
+    for name, kind in INVERSION_FLAGS.items():
+        p.add_argument(f"--invert-{name}", type=kind, default=None, help=helps[name])
 
 
 def _main(args) -> int:
     from causalscene.cage import CageConfig
     from causalscene.cage_pipeline import DEFAULT_ALPHAS, analyze_run
+    from causalscene.inversion import InversionConfig
 
     alphas = _parse_alphas(args.alphas) if args.alphas is not None else list(DEFAULT_ALPHAS)
     config = CageConfig(
@@ -73,10 +96,14 @@ def _main(args) -> int:
         device=args.device,
     )
     config.validate()
+    given = {k: getattr(args, f"invert_{k}") for k in INVERSION_FLAGS}
+    inversion = InversionConfig(
+        **{k: v for k, v in given.items() if v is not None}, seed=args.seed
+    ).validate()
     if bool(args.pairs) == bool(args.all_pairs):
         raise ValueError("give exactly one of --pairs and --all-pairs")
     analysis = analyze_run(
-        args.run,
+        generator_spec(args),
         args.out,
         config,
         args.pairs or None,
@@ -85,6 +112,8 @@ def _main(args) -> int:
         max_images=args.max_images,
         alphas=alphas,
         probe_epochs=args.probe_epochs,
+        inversion=inversion,
+        progress=not args.no_progress,
     )
     if args.json:
         print_json(analysis.payload)
@@ -107,6 +136,13 @@ def _print_table(analysis: CageAnalysis) -> None:
     from rich.table import Table
 
     out = console()
+    latents = analysis.payload.get("latents", {})
+    if latents.get("method") == "inversion":
+        out.print(
+            f"latents by inversion ({latents['steps']} steps): reconstruction MSE mean "
+            f"{latents['recon_mse_mean']:.3g}, p90 {latents['recon_mse_p90']:.3g} "
+            f"(pixel variance {latents['pixel_variance']:.3g})"
+        )
     if analysis.comparison is not None:
         out.print(analysis.comparison.rich_table())
         return

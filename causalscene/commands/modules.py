@@ -1,7 +1,9 @@
 """``causalscene modules RUN --layer NAME``: modules of a generator layer (Besserve et al. 2020).
 
 ``RUN`` is a training run folder (``causalscene train``), or ``planted:K`` for the built-in generator
-with ``K`` planted modules (:class:`~causalscene.modularity.PlantedModulesGenerator`). The pipeline
+with ``K`` planted modules (:class:`~causalscene.modularity.PlantedModulesGenerator`);
+``--generator module:factory`` instead reads a generator module from outside (TorchScript files
+are refused: their layers take no forward hooks). The pipeline
 is :func:`causalscene.modularity.modules_of_run`; this module parses flags and prints.
 """
 
@@ -13,10 +15,12 @@ from pathlib import Path
 
 from causalscene.commands._common import (
     add_device,
+    add_generator,
     add_json,
     add_no_progress,
     add_seed,
     console,
+    generator_spec,
     print_json,
 )
 
@@ -25,7 +29,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "modules", help="modules of a generator layer: influence maps, NMF, hybrids (Besserve 2020)"
     )
-    p.add_argument("run", help="training run folder, or planted:K")
+    add_generator(p, "training run folder, or planted:K")
     p.add_argument("--layer", help="layer name (see --list-layers)")
     p.add_argument("--list-layers", action="store_true", help="list the hookable layers and exit")
     p.add_argument("--k", type=int, default=None, help="number of modules")
@@ -51,7 +55,7 @@ def _main(args) -> int:
     from causalscene.modularity import ModulesConfig, layers_of_run, modules_of_run, parse_ks
 
     if args.list_layers:
-        _print_layers(layers_of_run(args.run, args.device), args.json)
+        _print_layers(layers_of_run(generator_spec(args), args.device), args.json)
         return 0
     if not args.layer:
         raise ValueError("give --layer NAME (see --list-layers)")
@@ -65,7 +69,7 @@ def _main(args) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
-    result, out = modules_of_run(args.run, config, out=args.out, device=args.device)
+    result, out = modules_of_run(generator_spec(args), config, out=args.out, device=args.device)
     if args.json:
         print_json(json.loads((out / "modules.json").read_text()))
         return 0

@@ -1,5 +1,8 @@
 """``causalscene sdr RUN``: spectral density ratios, decoder vs encoder (Besserve et al. 2021).
 
+``--generator module:factory`` instead of ``RUN`` reads a generator module from outside; it needs
+an ``encoder`` submodule to compare with. TorchScript files are refused (no forward hooks).
+
 The pipeline is :func:`causalscene.sdr.sdr_of_run`; this module parses flags and prints.
 """
 
@@ -10,9 +13,11 @@ from pathlib import Path
 
 from causalscene.commands._common import (
     add_device,
+    add_generator,
     add_json,
     add_no_progress,
     add_seed,
+    generator_spec,
     print_json,
 )
 
@@ -21,7 +26,7 @@ def register(subparsers) -> None:
     q = subparsers.add_parser(
         "sdr", help="spectral density ratios, decoder vs encoder (Besserve 2021)"
     )
-    q.add_argument("run", help="training run folder")
+    add_generator(q, "training run folder")
     q.add_argument("--out", type=Path, default=None, help="output folder (default RUN/sdr)")
     q.add_argument("--samples", type=int, default=256, help="latents / images for the maps")
     add_device(q)
@@ -35,7 +40,7 @@ def _main(args) -> int:
     from causalscene.sdr import sdr_of_run
 
     result, out = sdr_of_run(
-        args.run, out=args.out, samples=args.samples, seed=args.seed, device=args.device
+        generator_spec(args), out=args.out, samples=args.samples, seed=args.seed, device=args.device
     )
     if args.json:
         print_json(json.loads((out / "sdr.json").read_text()))
