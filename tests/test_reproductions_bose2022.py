@@ -126,7 +126,27 @@ def test_cage_morpho_tiny(tmp_path):
 
 
 def test_cage_faces_tiny(tmp_path):
-    result = _run("cage-faces", tmp_path)
+    _check_scored_on_faces_dag(_run("cage-faces", tmp_path))
+
+
+def test_cage_dcgan_tiny(tmp_path):
+    """As cage-faces, on the faces DCGAN: latents by inversion, its summary recomputable."""
+    result = _run("cage-dcgan", tmp_path)
+    _check_scored_on_faces_dag(result)
+    m = result["measured"]
+    for found in (m["latents"], m["inversion_heldout"]):
+        assert found["method"] == "inversion" and found["steps"] == 50
+        assert 0 <= found["recon_mse_mean"] <= found["recon_mse_p90"] <= found["recon_mse_max"]
+        assert found["pixel_variance"] > 0
+    assert set(m["gan_last_epoch"]) == {"loss_d", "loss_g", "d_real", "d_fake"}
+    assert 0 <= m["gan_last_epoch"]["d_real"] <= 1 and 0 <= m["gan_last_epoch"]["d_fake"] <= 1
+    cage = json.loads((tmp_path / "cage" / "cage.json").read_text())
+    assert cage["latents"] == m["latents"]
+
+
+def _check_scored_on_faces_dag(result):
+    """Every row's τ, p-values, inferred direction and reliability from its definition; the edge
+    and non-edge counts recounted from the rows and the faces DAG; ``holds`` recomputed."""
     m = result["measured"]
     rows = m["rows"]
     dag = CausalDAG.shipped("faces")
