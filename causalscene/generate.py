@@ -524,6 +524,7 @@ class EvaluationConfig:
     n_counterfactual: int = 48  #: real images whose counterfactuals are scored
     probe_epochs: int = 4  #: epochs of the image probe ψ
     probe_images: int = 3000  #: images ψ learns from (each also blurred)
+    probe_batch_size: int = 128  #: images per step of ψ's training
     seed: int = 0
     device: str = "cpu"
 
@@ -566,8 +567,15 @@ def evaluate_run(
     result["run"] = str(run)
     result["train_device"] = train_config.device
     result.update(_training_cost(run))
-    from causalscene.quality import evaluation_frechet  # sample quality vs real test images
+    from causalscene.quality import FeatureNetwork, evaluation_frechet  # sample quality
 
+    features = None
+    if source is not None:  # ψ learnt from the renderer's factorial design: its features serve
+        features = FeatureNetwork(
+            probe,
+            f"ImageProbe penultimate layer (128-d) of evaluate's probe psi (RUN/probe_factorial.pt"
+            f"), trained on a factorial procgen {source['generator']} design",
+        )
     result.update(
         evaluation_frechet(
             run,
@@ -578,6 +586,7 @@ def evaluate_run(
             config.probe_epochs,
             config.seed,
             config.device,
+            network=features,
         )
     )
     atomic_write_json(run / "eval.json", result)
@@ -625,7 +634,14 @@ def evaluation_probe(
     train = np.concatenate([images[:n], blurred])
     codes = {k: np.concatenate([v[:n], v[:n]]) for k, v in labels.items()}
     probe = ImageProbe(model.dag, model.image_size)
-    probe.fit(train, codes, epochs=config.probe_epochs, seed=config.seed, device=config.device)
+    probe.fit(
+        train,
+        codes,
+        epochs=config.probe_epochs,
+        seed=config.seed,
+        batch_size=config.probe_batch_size,
+        device=config.device,
+    )
     probe.save(path)
     return probe
 

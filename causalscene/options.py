@@ -107,6 +107,7 @@ VERB_RANGES: dict[str, dict[str, Range]] = {
         "n_counterfactual": _COUNT,
         "probe_epochs": _COUNT,
         "probe_images": _COUNT,
+        "probe_batch_size": _COUNT,
         "seed": SEED,
     },
     "procgen": {

@@ -140,7 +140,9 @@ def feature_network(
         probe = ImageProbe.load(path, device)
         if probe.cards == cards and probe.image_size == image_size and _named(path) == name:
             return FeatureNetwork(probe, name)
-    images, labels = factorial_training_set(source, n_images, image_size, seed)
+    images, labels = factorial_training_set(
+        source, n_images, image_size, seed, procgen.default_workers()
+    )
     probe = ImageProbe(cards, image_size, images.shape[-1])
     probe.fit(images, {n: labels[n] for n in cards}, epochs=epochs, seed=seed, device=device)
     if path is not None:
@@ -219,10 +221,13 @@ def evaluation_frechet(
     seed: int = 0,
     device: str = "cpu",
     max_samples: int = 1000,
+    network: FeatureNetwork | None = None,
 ) -> dict[str, Any]:
     """What ``causalscene evaluate`` adds to ``eval.json``: ``frechet`` (d² between samples of a
     :class:`~causalscene.model.CausalVAE` and real test images), ``frechet_features`` (the
-    network, cached as ``RUN/frechet_features.pt``), ``frechet_real`` (which real images) and
+    network: ``network`` when given — evaluate passes its probe ψ, itself trained on the
+    factorial design — else :func:`feature_network` cached as ``RUN/frechet_features.pt``),
+    ``frechet_real`` (which real images) and
     ``frechet_samples``. The real images are the training run's held-out split when ``data`` is
     the run's dataset (the split of :func:`causalscene.train.data.prepare_data`), else all of
     ``data``; as many samples as real images, at most ``max_samples``. ``frechet`` is None (and
@@ -245,8 +250,9 @@ def evaluation_frechet(
     n = min(len(images), max_samples)
     generated, _ = sample_images(model, n=n, seed=seed)
     samples = (generated.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    cache = run / "frechet_features.pt"
-    network = feature_network(source, images.shape[1], n_images, epochs, seed, cache, device)
+    if network is None:
+        cache = run / "frechet_features.pt"
+        network = feature_network(source, images.shape[1], n_images, epochs, seed, cache, device)
     return {
         "frechet": image_frechet(network, samples, images[:n]),
         "frechet_features": network.name,

@@ -239,9 +239,22 @@ def test_evaluate_verb_on_procgen_data(tmp_path, dag_path, capsys):
     assert result["probe_training"] == "factorial procgen faces"
     # sample quality: 16 samples vs the run's held-out 10% of 160 images, renderer features
     assert math.isfinite(result["frechet"]) and result["frechet"] > 0
-    assert "factorial procgen faces items at 32 px" in result["frechet_features"]
+    assert "probe psi" in result["frechet_features"]  # ψ itself: no second network is trained
+    assert "factorial procgen faces design" in result["frechet_features"]
     assert result["frechet_real"] == "the run's held-out split (16 images)"
-    assert result["frechet_samples"] == 16 and (run / "frechet_features.pt").is_file()
+    assert result["frechet_samples"] == 16 and not (run / "frechet_features.pt").exists()
+    # ψ's accuracy on 1,000 fresh factorial items it never saw, recounted here
+    from causalscene.probes import ImageProbe, factorial_training_set
+
+    held, codes = factorial_training_set(
+        {"generator": "faces", "options": {}}, 1000, 32, np.random.default_rng([0, 1])
+    )
+    probe = ImageProbe.load(run / "probe_factorial.pt")
+    predicted = probe.predict(held)
+    reported = result["probe_heldout_accuracy"]
+    assert reported["n"] == 1000 and set(reported["accuracy"]) == set(result["fidelity"])
+    for node, acc in reported["accuracy"].items():
+        assert acc == pytest.approx(float((predicted[node] == codes[node]).mean()), abs=1e-12)
     assert (
         main(
             [

@@ -75,6 +75,7 @@ def register(subparsers) -> None:
     p.add_argument("--n-counterfactual", type=int, default=48)
     p.add_argument("--probe-epochs", type=int, default=4)
     p.add_argument("--probe-images", type=int, default=3000)
+    p.add_argument("--probe-batch-size", type=int, default=128, help="images per probe step")
     add_json(p, "the headline scores (all are in RUN/eval.json)", always=True)
     add_seed(p)
     add_device(p)
@@ -146,10 +147,11 @@ def _evaluate(args) -> int:
         n_counterfactual=args.n_counterfactual,
         probe_epochs=args.probe_epochs,
         probe_images=args.probe_images,
+        probe_batch_size=args.probe_batch_size,
         seed=args.seed,
         device=args.device,
     )
     result = evaluate_run(args.run, args.data, config)
-    keys = ("fidelity", "preserved", "identity_max_abs_diff", "goals", "probe_training")
+    keys = ("fidelity", "preserved", "identity_max_abs_diff", "goals", "probe_training", "frechet")
     print_json({k: result[k] for k in keys})
     return 0
