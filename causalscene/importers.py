@@ -370,7 +370,11 @@ def _write_dataset(
     try:
         counts = _write_shards(items, codes, dag, staging, starts, options, progress)
         meta = _meta(dag, dag_file, source, size, shard_size, counts, codes)
+        from causalscene.safeio import sha256_file
         from causalscene.utils import atomic_write_json
+
+        for shard in meta["shards"]:  # verified on every read, as procgen's
+            shard["sha256"] = sha256_file(staging / shard["file"])
 
         atomic_write_json(staging / "meta.json", meta)
         commit_folder(staging, out)

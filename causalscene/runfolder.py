@@ -213,7 +213,9 @@ def _check_shard_entry(path: Path, k: int, entry: Any) -> None:
 
 # -------------------------------------------------------------------------------- checkpoints
 def check_model_payload(state: Any, model: Any, path: Path) -> None:
-    """``state["model"]`` has exactly the model's tensors: names, shapes, dtypes, all finite."""
+    """``state["model"]`` has exactly the model's tensors: names, shapes, dtypes (a float tensor
+    may be stored in another float precision: the shipped pretrained weights are float16, and
+    ``load_state_dict`` casts), all finite."""
     import torch
 
     from causalscene.safeio import first_nonfinite
@@ -231,7 +233,11 @@ def check_model_payload(state: Any, model: Any, path: Path) -> None:
         raise ValueError(f"{path}: does not match model.json (the state dict {which})")
     for name, want in expected.items():
         got = weights[name]
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+        if (
+            not isinstance(got, torch.Tensor)
+            or got.shape != want.shape
+            or not _same_kind(got, want)
+        ):
             what = (
                 f"{tuple(got.shape)} {got.dtype}"
                 if isinstance(got, torch.Tensor)
@@ -244,6 +250,11 @@ def check_model_payload(state: Any, model: Any, path: Path) -> None:
     bad = first_nonfinite(weights.items())
     if bad is not None:
         raise ValueError(f"{path}: tensor '{bad}' holds NaN/inf (refused)")
+
+
+def _same_kind(got: Any, want: Any) -> bool:
+    """Same dtype, or both floating point (a float16 copy of float32 weights loads)."""
+    return bool(got.dtype == want.dtype or (got.is_floating_point() and want.is_floating_point()))
 
 
 def saved_config(state: Any, path: Path) -> dict[str, Any]:

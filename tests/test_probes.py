@@ -176,3 +176,15 @@ def test_factorial_source_matches_a_procgen_folder_by_generator_and_states(tmp_p
     assert set(labels) == set(faces.rendered_nodes)
     pairs = set(zip(labels["gender"].tolist(), labels["goatee"].tolist()))
     assert pairs == {(0, 0), (0, 1), (1, 0), (1, 1)}  # the DAG almost never draws some of these
+
+
+def test_latent_probe_holdout_does_not_repeat_the_label_stream():
+    """Labels drawn as ``default_rng(0).random(n) < 0.2`` (procgen's first draw for seed 0):
+    a held-out split drawn from that same stream would hold only the positive class, and a probe
+    trained on the negatives alone would score 0 there. z separates the label perfectly."""
+    n, holdout = 600, 0.2
+    label = (np.random.default_rng(0).random(n) < holdout).astype(np.int64)
+    z = np.random.default_rng(1).normal(size=(n, 3))
+    z[:, 0] = np.where(label == 1, 2.0, -2.0) + 0.1 * z[:, 0]
+    probe = LatentProbe().fit(z, {"a": label}, holdout=holdout, seed=0)
+    assert probe.accuracy_["a"] > 0.95
