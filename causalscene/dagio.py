@@ -25,7 +25,6 @@ from __future__ import annotations
 import gzip
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,37 +163,63 @@ _TOKEN = re.compile(
 )
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(r"\d{1,9}")
+# a run of numbers separated by spaces or single commas: each piece the same tokens as the
+# tokenizer's (atomic groups: linear time, no backtracking on a hostile run)
+_ONE = r"(?>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+_NUMBER_RUN = re.compile(rf"{_ONE}(?>(?>\s*,\s*|\s+){_ONE})*+\s*+", re.ASCII)
 
 
 class _Tokens:
-    """A lazy token stream with one token of look-ahead; every token knows its line."""
+    """A token stream with one token of look-ahead; every token knows its line."""
 
     def __init__(self, text: str, source: str):
         self.source = source
-        self._stream = self._scan(text)
+        self.text = text
         self.line = 1
         self.peek: str | None = None
         self.peek_line = 1
-        self.advance()
+        self.peek_start = 0  # where the look-ahead token starts in ``text``
+        self._pos, self._pos_line = 0, 1  # where scanning resumes, and its line
+        self._scan()
 
-    def _scan(self, text: str) -> Iterator[tuple[str, int]]:
-        pos, line = 0, 1
+    def _scan(self) -> None:
+        """Read the next token into ``peek`` (None at the end; its line stays the last's)."""
+        text, pos, line = self.text, self._pos, self._pos_line
         while pos < len(text):
             match = _TOKEN.match(text, pos)
             if match is None:
                 raise DAGError(f"unexpected character {text[pos]!r}", source=self.source, line=line)
-            kind = match.lastgroup
-            if kind in ("word", "punct"):
-                yield match.group(), line
-            elif kind == "string":
-                yield "\0" + match.group(), line  # quoted text: only inside properties
-            line += text.count("\n", pos, match.end())
-            pos = match.end()
+            kind, end = match.lastgroup, match.end()
+            if kind in ("word", "punct", "string"):
+                # quoted text ("\0" first) is only allowed inside properties
+                self.peek = match.group() if kind != "string" else "\0" + match.group()
+                self.peek_line, self.peek_start = line, pos
+                self._pos, self._pos_line = end, line + text.count("\n", pos, end)
+                return
+            line += text.count("\n", pos, end)
+            pos = end
+        self.peek, self.peek_start, self._pos, self._pos_line = None, pos, pos, line
+
+    def number_run(self) -> tuple[str, int] | None:
+        """The text from the look-ahead token up to the next ';' and that ';''s offset, when it
+        is only numbers separated by spaces or single commas (else None; nothing is moved)."""
+        if self.peek is None:
+            return None
+        end = self.text.find(";", self.peek_start)
+        if end < 0 or not _NUMBER_RUN.fullmatch(self.text, self.peek_start, end):
+            return None
+        return self.text[self.peek_start : end], end
+
+    def skip_to(self, offset: int, lines: int) -> None:
+        """Move the look-ahead to the token at ``offset``, ``lines`` lines below the current."""
+        self._pos, self._pos_line = offset, self.peek_line + lines
+        self.line = self.peek_line
+        self._scan()
 
     def advance(self) -> str | None:
         """Move on; returns the token moved past."""
         token, self.line = self.peek, self.peek_line
-        self.peek, self.peek_line = next(self._stream, (None, self.peek_line))
+        self._scan()
         return token
 
     def fault(self, fault: str, line: int | None = None) -> DAGError:
@@ -428,7 +453,20 @@ class _BIFTable:
         )
 
     def numbers(self, count: int, what: str) -> np.ndarray:
-        """``count`` numbers separated by ',' or spaces, then ';'."""
+        """``count`` numbers separated by ',' or spaces, then ';': read in one piece when they
+        are well formed, finite and as many as expected, else token by token (which says why)."""
+        run = self.t.number_run()
+        if run is not None:
+            pieces = run[0].replace(",", " ").split()
+            if len(pieces) == count:
+                values = np.array(pieces, dtype=float)
+                if np.isfinite(values).all():
+                    self.t.skip_to(run[1], run[0].count("\n"))
+                    self.t.expect(";")
+                    return values
+        return self.numbers_one_by_one(count, what)
+
+    def numbers_one_by_one(self, count: int, what: str) -> np.ndarray:
         line = self.t.peek_line
         values: list[float] = []
         while self.t.peek != ";":

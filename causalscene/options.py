@@ -97,7 +97,8 @@ TRAIN_RANGES: dict[str, Range] = {
 #: ``--seed`` of every verb
 SEED = Range(0, 2**63 - 1, integer=True)
 _COUNT = Range(1, integer=True)
-#: the numeric flags of the verbs on a trained run and of ``procgen`` (``train``'s: TRAIN_RANGES)
+_OPTIONAL_COUNT = Range(1, integer=True, optional=True)
+#: the numeric flags of every verb, checked before any work (``train``'s: TRAIN_RANGES)
 VERB_RANGES: dict[str, dict[str, Range]] = {
     "generate": {"n": _COUNT, "seed": SEED},
     "counterfactual": {"index": Range(0, integer=True, optional=True), "seed": SEED},
@@ -127,6 +128,43 @@ VERB_RANGES: dict[str, dict[str, Range]] = {
         },
     },
     "dag": {"seed": SEED},
+    # dag.MAX_SAMPLES (not imported: the CLI's parser imports this module; a test compares them)
+    "query": {"num_samples": Range(1, 10_000_000, integer=True), "seed": SEED},
+    "cage": {
+        "alpha": Range(0, open_low=True),
+        "permutations": _COUNT,
+        "num_latents": Range(2, integer=True),
+        "min_accuracy": Range(0, 1),
+        "max_images": _OPTIONAL_COUNT,
+        "probe_epochs": _COUNT,
+        "invert_steps": _OPTIONAL_COUNT,
+        "invert_lr": Range(0, open_low=True, optional=True),
+        "invert_prior": Range(0, optional=True),
+        "invert_restarts": _OPTIONAL_COUNT,
+        "seed": SEED,
+    },
+    "modules": {
+        "k": Range(2, integer=True, optional=True),
+        "pairs": _COUNT,
+        "groups": _COUNT,
+        "splits": _COUNT,
+        "hybrids": _COUNT,
+        "batch_size": _OPTIONAL_COUNT,
+        "seed": SEED,
+    },
+    "sdr": {"samples": _COUNT, "seed": SEED},
+    # data import and data import-celeba (only the latter has --max-images)
+    "data": {
+        "size": Range(4, integer=True),
+        "crop": _OPTIONAL_COUNT,
+        "shard_size": _COUNT,
+        "max_pixels": _COUNT,
+        "max_images": _OPTIONAL_COUNT,
+        "seed": SEED,
+    },
+    "reproduce": {"seed": SEED},
+    "demo": {"epochs": _OPTIONAL_COUNT, "seed": SEED},
+    "report": {"seed": SEED},
 }
 
 

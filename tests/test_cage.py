@@ -388,7 +388,7 @@ def test_cage_verb_image_outcome(tiny_run, tmp_path):
     [
         (["--pairs", "gender:gender"], "twice"),
         (["--pairs", "gender:wings"], "unknown attribute 'wings'"),
-        (["--pairs", "gender:age", "--alpha", "0"], "alpha must be > 0"),
+        (["--pairs", "gender:age", "--alpha", "0"], "--alpha must be a finite number > 0"),
         (["--pairs", "gender:age", "--all-pairs"], "exactly one of"),
     ],
 )

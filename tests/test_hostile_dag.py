@@ -618,6 +618,16 @@ def _asia(tmp_path, old: str, new: str) -> Path:
         ("( tub | asia )", "( tub | asai )", "unknown variable 'asai'"),
         ("(yes) 0.05, 0.95;", "(maybe) 0.05, 0.95;", "unknown state 'maybe' of 'asia'"),
         ("(yes) 0.05, 0.95;", "(yes) 0.05, 1e999;", "1e999 is not a finite number"),
+        # the number runs read in one piece (dagio._NUMBER_RUN) fall back to token by token
+        ("(yes) 0.05, 0.95;", "(yes) 0.05;", "asia.bif:31: row (yes) of 'tub' has 1 values, "),
+        ("(yes) 0.05, 0.95;", "(yes) 0.05, 0.95,;", "expected a number, found ';'"),
+        ("(yes) 0.05, 0.95;", "(yes) 0.05,, 0.95;", "expected a number, found ','"),
+        ("(yes) 0.05, 0.95;", "(yes) 0.05 0.9.5;", "expected a number, found '0.9.5'"),
+        (
+            "(yes) 0.05, 0.95;",
+            "(yes) 0.05,\n 0.95;\n  (no)\n 0.5, 0.5;",
+            "asia.bif:35: row (no) of 'tub' given twice (first on line 33)",
+        ),
     ],
 )
 def test_bif_faults_of_the_audit(tmp_path, old, new, message):
@@ -625,6 +635,21 @@ def test_bif_faults_of_the_audit(tmp_path, old, new, message):
     with pytest.raises(DAGError) as info:
         CausalDAG.load(path)
     assert str(info.value).startswith(str(path)) and message in str(info.value), str(info.value)
+
+
+def test_comments_and_line_breaks_inside_a_row_read_as_the_plain_row(tmp_path):
+    plain = CausalDAG.from_bif(PGMPY_MODELS / "asia.bif.gz")
+    new = "(yes) 0.05, /* a comment */ 0.95 // another\n;"
+    other = CausalDAG.load(_asia(tmp_path, "(yes) 0.05, 0.95;", new))
+    assert other.digest() == plain.digest()
+
+
+def test_a_long_bad_number_run_is_refused_in_well_under_a_second(tmp_path):
+    path = _asia(tmp_path, "(yes) 0.05, 0.95;", "(yes) " + "0.5, " * 10**6 + "x;")
+    start = time.perf_counter()
+    with pytest.raises(DAGError, match="row .yes. of 'tub' has more than 2 values"):
+        CausalDAG.load(path)
+    assert time.perf_counter() - start < 1.0
 
 
 def test_asia_with_a_conflicting_duplicate_row_would_change_the_answer(tmp_path):

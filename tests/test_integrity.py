@@ -536,7 +536,7 @@ def test_older_folders_without_checksums_load_with_a_warning(world, tmp_path, ca
 
 # ------------------------------------------------------------------------------ numeric flags
 def _verb_argv(verb: str, flag: str, value: str, tmp: Path) -> list[str]:
-    run, out = str(tmp / "no-run"), str(tmp / "o.png")
+    run, out, folder = str(tmp / "no-run"), str(tmp / "o.png"), str(tmp / "o")
     base = {
         "generate": ["generate", run, "--out", out],
         "counterfactual": [
@@ -559,6 +559,19 @@ def _verb_argv(verb: str, flag: str, value: str, tmp: Path) -> list[str]:
         ],
         "train": ["train", "--dag", "rpg_fight", "--data", str(tmp / "d"), "--out", str(tmp / "r")],
         "dag": ["dag", "draw", "rpg_fight", "--out", out],
+        "query": ["query", "rpg_fight", "--variables", "a", "--noise", "gumbel"],
+        "cage": ["cage", run, "--all-pairs", "--out", folder],
+        "modules": ["modules", run, "--layer", "x", "--out", folder],
+        "sdr": ["sdr", run, "--out", folder],
+        "data": (
+            ["data", "import-celeba", run]
+            if flag == "max_images"  # only import-celeba has it; the rest go through import
+            else ["data", "import", run, "--labels", str(tmp / "l.csv"), "--dag", "rpg_fight"]
+        )
+        + ["--out", folder],
+        "reproduce": ["reproduce", "cage-mog", "--scale", "tiny", "--out", folder],
+        "demo": ["demo", "--quick", "--out", folder],
+        "report": ["report", run, "--out", folder],
     }[verb]
     return [*base, f"--{flag.replace('_', '-')}", value]
 
@@ -589,6 +602,8 @@ def test_every_numeric_flag_at_0_minus1_nan_inf(verb, flag, value, tmp_path, cap
             "index",
             "beta1",  # Adam without momentum
             "beta2",
+            "invert_prior",  # latent inversion without a prior penalty (its default)
+            "min_accuracy",  # keep every pair, however poorly its probes separate
         )
         return
     try:
@@ -599,6 +614,12 @@ def test_every_numeric_flag_at_0_minus1_nan_inf(verb, flag, value, tmp_path, cap
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and flag.replace("_", "-") in err[0], err
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_query_sample_bound_is_the_dags():
+    from causalscene.dag import MAX_SAMPLES
+
+    assert VERB_RANGES["query"]["num_samples"].high == MAX_SAMPLES
 
 
 def test_seed_range():

@@ -215,7 +215,7 @@ def test_modules_verb_on_planted_generator(tmp_path, capsys):
         )
         == 2
     )
-    assert "--pairs must be >= 1" in capsys.readouterr().err
+    assert "--pairs must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -83,7 +83,10 @@ def _main(args) -> int:
     from causalscene.cage import CageConfig
     from causalscene.cage_pipeline import DEFAULT_ALPHAS, analyze_run
     from causalscene.inversion import InversionConfig
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
 
+    check_numbers(args, VERB_RANGES["cage"], flags=True)  # before any work: one line, exit 2
+    check_out_folder(args.out)
     alphas = _parse_alphas(args.alphas) if args.alphas is not None else list(DEFAULT_ALPHAS)
     config = CageConfig(
         alpha=args.alpha,

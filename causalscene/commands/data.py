@@ -77,6 +77,11 @@ def _shared(p, crop: int | None) -> None:
 
 
 def _options(args) -> dict:
+    """The import's options, checked before any work (one line, exit 2)."""
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
+
+    check_numbers(args, VERB_RANGES["data"], flags=True)
+    check_out_folder(args.out)
     return dict(
         size=args.size,
         crop=args.crop,

@@ -69,8 +69,11 @@ class _Printer(DemoObserver):
 
 def _main(args) -> int:
     from causalscene.demo import run_demo
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
     from causalscene.tensors import resolve_device
 
+    check_numbers(args, VERB_RANGES["demo"], flags=True)  # before any work: one line, exit 2
+    check_out_folder(args.out)
     overrides = {
         "out": args.out,
         "seed": args.seed,

@@ -53,7 +53,11 @@ def register(subparsers) -> None:
 
 def _main(args) -> int:
     from causalscene.modularity import ModulesConfig, layers_of_run, modules_of_run, parse_ks
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
 
+    check_numbers(args, VERB_RANGES["modules"], flags=True)  # before any work: one line, exit 2
+    if args.out is not None:
+        check_out_folder(args.out)
     if args.list_layers:
         _print_layers(layers_of_run(generator_spec(args), args.device), args.json)
         return 0

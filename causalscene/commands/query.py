@@ -80,8 +80,10 @@ def print_result(result, console=None) -> None:
 
 def _main(args) -> int:
     from causalscene.dag import CausalDAG
+    from causalscene.options import VERB_RANGES, check_numbers
     from causalscene.utils import parse_assignments
 
+    check_numbers(args, VERB_RANGES["query"], flags=True)  # before any work: one line, exit 2
     dag = CausalDAG.load(args.file)
     result = run_query(
         dag,

@@ -17,9 +17,11 @@ def register(subparsers) -> None:
 
 
 def _main(args) -> int:
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
     from causalscene.report import build_report
 
-    path = build_report(args.source, args.out or args.source)
+    check_numbers(args, VERB_RANGES["report"], flags=True)  # before any work: one line, exit 2
+    path = build_report(args.source, check_out_folder(args.out or args.source))
     if args.json:
         print_json({"report": path})
     else:

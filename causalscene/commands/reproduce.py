@@ -45,7 +45,10 @@ def _main(args) -> int:
         for name, entry in reproductions.registry().items():
             print(f"{name:20s} {entry.claim}")
         return 0
-    out = args.out or Path("reproduce_out") / args.name
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
+
+    check_numbers(args, VERB_RANGES["reproduce"], flags=True)  # before any work: one line, exit 2
+    out = check_out_folder(args.out or Path("reproduce_out") / args.name)
     result = reproductions.run(args.name, out, seed=args.seed, scale=args.scale, device=args.device)
     print_json(result)
     return 0

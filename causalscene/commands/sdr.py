@@ -37,8 +37,12 @@ def register(subparsers) -> None:
 
 
 def _main(args) -> int:
+    from causalscene.options import VERB_RANGES, check_numbers, check_out_folder
     from causalscene.sdr import sdr_of_run
 
+    check_numbers(args, VERB_RANGES["sdr"], flags=True)  # before any work: one line, exit 2
+    if args.out is not None:
+        check_out_folder(args.out)
     result, out = sdr_of_run(
         generator_spec(args), out=args.out, samples=args.samples, seed=args.seed, device=args.device
     )
