@@ -50,19 +50,8 @@ def plain_vae(
     from causalscene.model import PlainVAE
 
     folder = Path(folder) if folder is not None else context.out
-    config = TrainConfig(
-        data=str(folder / "data"),
-        out=str(folder / "run"),
-        epochs=epochs,
-        batch_size=batch_size,
-        latent_dim=latent_dim,
-        base_channels=base_channels,
-        no_dag=True,
-        seed=context.seed,
-        progress=False,
-        device=context.device,
-        aux_weight=0.0,
-    )
+    fields = _run_fields(context, folder, epochs, batch_size, latent_dim, base_channels)
+    config = TrainConfig(**fields, no_dag=True, aux_weight=0.0)
     return _train_on_procgen(
         context,
         scene,
@@ -90,18 +79,8 @@ def procgen_dcgan(
     a finished run of the same settings there is reused."""
     from causalscene.gan import DCGAN
 
-    config = TrainConfig.for_model(
-        "dcgan",
-        data=str(folder / "data"),
-        out=str(folder / "run"),
-        epochs=epochs,
-        batch_size=batch_size,
-        latent_dim=latent_dim,
-        base_channels=base_channels,
-        seed=context.seed,
-        progress=False,
-        device=context.device,
-    )
+    fields = _run_fields(context, folder, epochs, batch_size, latent_dim, base_channels)
+    config = TrainConfig.for_model("dcgan", **fields)
     return _train_on_procgen(
         context,
         scene,
@@ -110,6 +89,29 @@ def procgen_dcgan(
         image_size,
         lambda: DCGAN(image_size, latent_dim, base_channels),
     )
+
+
+def _run_fields(
+    context: Context,
+    folder: Path,
+    epochs: int,
+    batch_size: int,
+    latent_dim: int,
+    base_channels: int,
+) -> dict[str, Any]:
+    """The TrainConfig fields every reproduction's run shares: ``folder/data``, ``folder/run``,
+    the sizes, the context's seed and device, no progress bar."""
+    return {
+        "data": str(folder / "data"),
+        "out": str(folder / "run"),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "latent_dim": latent_dim,
+        "base_channels": base_channels,
+        "seed": context.seed,
+        "progress": False,
+        "device": context.device,
+    }
 
 
 def _train_on_procgen(

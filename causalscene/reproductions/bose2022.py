@@ -242,7 +242,6 @@ def _plain_vae_cage(
     Small: 32 px, 6 epochs, 200 permutations, 4,000 latents; full: 30 epochs, 10,000 latents;
     tiny: 1 epoch, narrow nets, 20 permutations, 200 latents. ``figures=False``: tables only.
     """
-    from causalscene.cage import CageConfig
     from causalscene.cage_pipeline import analyze_generator
     from causalscene.dag import CausalDAG
     from causalscene.generators import check_generator
@@ -257,13 +256,7 @@ def _plain_vae_cage(
         latent_dim=latent_dim,
         base_channels=context.pick(8, 16, 16),
     )
-    config = CageConfig(
-        alpha=1.0,
-        permutations=context.pick(20, 200, 200),
-        num_latents=context.pick(200, 4_000, 10_000),
-        seed=context.seed,
-        device=context.device,
-    )
+    config = _cage_config(context)
     dag = CausalDAG.shipped(scene)
     analysis = analyze_generator(
         check_generator(trained.model, f"the plain VAE of {scene}"),
@@ -323,6 +316,19 @@ def reproduce_cage_faces(context: Context) -> Measured:
     return _scored_on_dag(analysis)
 
 
+def _cage_config(context: Context) -> Any:
+    """CAGE's settings per scale: 20 / 200 / 200 permutations, 200 / 4,000 / 10,000 latents."""
+    from causalscene.cage import CageConfig
+
+    return CageConfig(
+        alpha=1.0,
+        permutations=context.pick(20, 200, 200),
+        num_latents=context.pick(200, 4_000, 10_000),
+        seed=context.seed,
+        device=context.device,
+    )
+
+
 def _scored_on_dag(analysis: CageAnalysis) -> Measured:
     """CAGE's directions against the DAG (edges, indirect pairs and non-edges apart) and
     ``holds``: at least half of the reliably probed edges in the DAG's direction."""
@@ -352,7 +358,6 @@ def reproduce_cage_dcgan(context: Context) -> Measured:
     (:mod:`causalscene.inversion`); then CAGE on every pair of binary attributes, scored on the
     faces DAG's edges as ``cage-faces`` is. The inversion's reconstruction error is reported on
     those images and on fresh faces the GAN never saw, beside their pixel variance."""
-    from causalscene.cage import CageConfig
     from causalscene.cage_pipeline import analyze_generator
     from causalscene.dag import CausalDAG
     from causalscene.generators import check_generator
@@ -365,13 +370,7 @@ def reproduce_cage_dcgan(context: Context) -> Measured:
     inversion = InversionConfig(
         steps=context.pick(50, 300, 500), batch_size=context.pick(256, 256, 1024), seed=context.seed
     )
-    config = CageConfig(
-        alpha=1.0,
-        permutations=context.pick(20, 200, 200),
-        num_latents=context.pick(200, 4_000, 10_000),
-        seed=context.seed,
-        device=context.device,
-    )
+    config = _cage_config(context)
     analysis = analyze_generator(
         generator,
         trained.images[:n],
