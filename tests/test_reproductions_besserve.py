@@ -1,5 +1,5 @@
 """The Besserve et al. reproductions (``modules-planted``, ``modules-faces``, ``modules-dcgan``,
-``sdr``) at the tiny
+``sdr``, ``stretch-extrapolation``) at the tiny
 scale: each reported number is checked against its definition, recomputed from the files the run
 wrote where they allow, and ``holds`` against our own reading of the claim — not that it holds
 (tiny runs are too small for the claims to mean anything)."""
@@ -11,10 +11,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import adjusted_rand_score
+from torch import nn
 
 from causalscene.modularity import cluster_modules
 from causalscene.reproductions import run
+from causalscene.reproductions.besserve2021 import stretch_distortion, stretch_width
 
 RECORD = {"name", "claim", "source", "measured", "holds", "seed", "scale", "device", "seconds"}
 
@@ -204,4 +207,128 @@ def test_sdr_summaries_follow_from_the_saved_values(base):
     ]
     dec, enc = measured["decoder"], measured["encoder"]
     holds = 0.8 <= dec["mode"] <= 1.25 and enc["log10_std"] > dec["log10_std"]
+    assert result["holds"] == holds
+
+
+# ------------------------------------------------------------------------ stretch-extrapolation
+
+
+def _np_stretch(maps, factor=1.5):
+    """Bilinear (half-pixel centres, edge-clamped) resize of the width to round(factor * w), by
+    hand in numpy, then the centre w columns."""
+    maps = np.asarray(maps, dtype=np.float64)
+    w = maps.shape[-1]
+    wide = round(factor * w)
+    src = np.maximum((np.arange(wide) + 0.5) * (w / wide) - 0.5, 0.0)
+    left = np.floor(src).astype(int)
+    right = np.minimum(left + 1, w - 1)
+    lam = src - left
+    out = maps[..., left] * (1 - lam) + maps[..., right] * lam
+    start = (wide - w) // 2
+    return out[..., start : start + w]
+
+
+def test_stretch_width_is_a_centred_bilinear_stretch():
+    rng = np.random.default_rng(0)
+    for w in (4, 8, 16, 6):
+        maps = rng.normal(size=(2, 3, 5, w)).astype(np.float32)
+        got = stretch_width(torch.from_numpy(maps)).numpy()
+        assert got.shape == maps.shape
+        np.testing.assert_allclose(got, _np_stretch(maps), atol=1e-5)
+        constant = np.repeat(maps[..., :1], w, axis=-1)  # constant along the width
+        np.testing.assert_allclose(stretch_width(torch.from_numpy(constant)).numpy(), constant)
+        assert not np.allclose(got, maps)  # a map varying along the width does change
+    with pytest.raises(ValueError, match="factor"):
+        stretch_width(torch.zeros(1, 1, 4, 4), 0.5)
+
+
+class _Pointwise(nn.Module):
+    """z → a 16×16 map (``hidden``) → a 1×1 conv (+ ``pattern``, a fixed map varying along the
+    width) → image: with no pattern the layer after ``hidden`` commutes with the stretch."""
+
+    def __init__(self, pattern: float):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 3 * 16 * 16)
+        self.hidden = nn.Identity()
+        self.out = nn.Conv2d(3, 3, 1)
+        self.register_buffer("pattern", pattern * torch.linspace(-1, 1, 16).repeat(16, 1))
+
+    def forward(self, z):
+        h = self.hidden(self.fc(z).view(-1, 3, 16, 16))
+        return self.out(h) + self.pattern
+
+
+def test_stretch_distortion_is_zero_when_the_layer_commutes_with_the_stretch():
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    assert stretch_distortion(_Pointwise(0.0), "hidden", z) == pytest.approx(0.0, abs=1e-10)
+    # a fixed pattern added after the layer is not stretched with it: the definition, by hand
+    net = _Pointwise(3.0)
+    with torch.no_grad():
+        h = net.fc(z).view(-1, 3, 16, 16)
+        target = _np_stretch(net(z))
+        images = (net.out(torch.from_numpy(_np_stretch(h)).float()) + net.pattern).numpy()
+    expected = np.mean((images - target) ** 2) / target.var()
+    assert expected > 0.01
+    assert stretch_distortion(net, "hidden", z) == pytest.approx(expected, rel=1e-4)
+
+
+def _decode_stretched(model, z, layer):
+    """The PlainVAE decoder run by hand (fc, SiLU, 4×4 grid, transposed convs with SiLU between)
+    with ``layer``'s output stretched by :func:`_np_stretch`; the mean image."""
+    dec = model.decoder
+    with torch.no_grad():
+        h = torch.nn.functional.silu(dec.fc(z)).view(-1, dec.grid_channels, 4, 4)
+        for i, name in enumerate(dec.names):
+            h = getattr(dec, name)(h)
+            if f"decoder.{name}" == layer:
+                h = torch.from_numpy(_np_stretch(h)).float()
+            if i < len(dec.names) - 1:
+                h = torch.nn.functional.silu(h)
+        return model.likelihood.mean(h).numpy()
+
+
+def test_stretch_extrapolation_tiny(tmp_path):
+    from causalscene.sdr import sdr_penalty
+    from causalscene.train import load_run
+
+    out = tmp_path / "stretch"
+    result = _run("stretch-extrapolation", out)
+    measured = result["measured"]
+    assert measured["stretch"] == 1.5 and measured["sdr_weight"] > 0
+    assert list(measured["runs"]) == ["no_penalty", "sdr_penalty"]
+    weights = [r["sdr_weight"] for r in measured["runs"].values()]
+    assert weights == [0.0, measured["sdr_weight"]]
+    init = None
+    for name, entry in measured["runs"].items():
+        folder = out / f"run_{name}"
+        model, config = load_run(folder)
+        assert config.sdr_weight == entry["sdr_weight"] and config.seed == 0
+        lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert len(lines) == config.epochs == 2
+        assert entry["train_elbo"] == [line["train_elbo"] for line in lines]
+        layers = [f"decoder.{n}" for n in model.decoder.names]
+        assert list(entry["distortion"]) == list(entry["at_init"]) == layers
+        assert all(len(curve) == config.epochs for curve in entry["distortion"].values())
+        assert len(entry["sdr_penalty"]) == config.epochs
+        with torch.no_grad():
+            penalty = float(sdr_penalty(model.decoder))
+        assert entry["sdr_penalty"][-1] == pytest.approx(penalty, rel=1e-5)
+        # the last epoch's distortions, recomputed from the saved model by hand
+        z = model.sample_latents(measured["latents"], seed=measured["latent_seed"])
+        with torch.no_grad():
+            target = _np_stretch(model.decode(z))
+        for layer in layers:
+            images = _decode_stretched(model, z, layer)
+            expected = np.mean((images - target) ** 2) / target.var()
+            got = entry["distortion"][layer][-1]
+            assert got == pytest.approx(expected, rel=1e-3, abs=1e-9), (name, layer)
+        init = entry["at_init"] if init is None else init
+        assert entry["at_init"] == init  # same seed, same initial model
+        means = [float(np.mean(v)) for v in zip(*entry["distortion"].values())]
+        assert measured["mean_over_layers"][name] == pytest.approx(means, rel=1e-12)
+    assert (out / "stretch_distortion.png").is_file()
+    means = measured["mean_over_layers"]
+    plain = means["no_penalty"]
+    holds = means["sdr_penalty"][-1] < plain[-1] and plain[-1] > plain[0]
     assert result["holds"] == holds
