@@ -1,7 +1,8 @@
 """The Besserve et al. reproductions (``modules-planted``, ``modules-faces``, ``modules-dcgan``,
-``hybrids-robustness``, ``hybrids-quality``, ``sdr``) at the tiny scale: each reported number is checked against its definition, recomputed from the files the run
-wrote where they allow, and ``holds`` against our own reading of the claim — not that it holds
-(tiny runs are too small for the claims to mean anything)."""
+``hybrids-robustness``, ``hybrids-quality``, ``sdr``) at the tiny scale: each reported number
+is checked against its definition, recomputed from the files the run wrote where they allow,
+and ``holds`` against our own reading of the claim — not that it holds (tiny runs are too
+small for the claims to mean anything)."""
 
 from __future__ import annotations
 
