@@ -1,5 +1,5 @@
 """The Besserve et al. reproductions (``modules-planted``, ``modules-faces``, ``modules-dcgan``,
-``sdr``, ``stretch-extrapolation``) at the tiny
+``hybrids-robustness``, ``hybrids-quality``, ``sdr``, ``stretch-extrapolation``) at the tiny
 scale: each reported number is checked against its definition, recomputed from the files the run
 wrote where they allow, and ``holds`` against our own reading of the claim — not that it holds
 (tiny runs are too small for the claims to mean anything)."""
@@ -332,3 +332,197 @@ def test_stretch_extrapolation_tiny(tmp_path):
     plain = means["no_penalty"]
     holds = means["sdr_penalty"][-1] < plain[-1] and plain[-1] > plain[0]
     assert result["holds"] == holds
+
+
+# hybrids-robustness / hybrids-quality: the decoder conv layers of the tiny faces VAE (32 px:
+# conv1 .. conv3; conv3 makes the image's colours, so it is not one of them)
+HYBRID_LAYERS = ["decoder.conv1", "decoder.conv2"]
+
+
+def _check_layer_modules(out, layer):
+    """The modules of ``layer``: analyse_modules at the given K = 3."""
+    written = json.loads((out / f"modules_{layer}" / "modules.json").read_text())
+    assert written["layer"] == layer and written["k"] == 3 and written["k_chosen_by"] == "given"
+    maps = np.load(out / f"modules_{layer}" / "influence_maps.npy")
+    assert len(maps) == written["channels"]
+    assert cluster_modules(maps, 3, seed=0).labels.tolist() == written["nmf_labels"]
+
+
+def _reference_robustness(reads, attributes):
+    """One layer's entry recomputed from its saved reads, one pair and attribute at a time."""
+    o1, o2, h = reads["real_original1"], reads["real_original2"], reads["real_hybrids"]
+    f1, f2, fh = reads["psi_original1"], reads["psi_original2"], reads["psi_hybrids"]
+    n, n_attr = o1.shape
+    entry = {"modules": {}, "informative_reads": 0}
+    pooled = [0, 0, 0, 0]  # informative, kept there, all, kept there
+    for j in range(len(h)):
+        carried = []
+        for a in range(n_attr):
+            differ = [i for i in range(n) if f1[i, a] != f2[i, a]]
+            took = sum(fh[j, i, a] == f2[i, a] for i in differ)
+            if len(differ) >= 10 and took / len(differ) >= 0.5:
+                carried.append(attributes[a])
+        free = [a for a in range(n_attr) if attributes[a] not in carried]
+        informative = [(i, a) for i in range(n) for a in free if o1[i, a] != o2[i, a]]
+        every = [(i, a) for i in range(n) for a in free]
+        counts = [
+            len(informative),
+            sum(h[j, i, a] == o1[i, a] for i, a in informative),
+            len(every),
+            sum(h[j, i, a] == o1[i, a] for i, a in every),
+        ]
+        pooled = [p + c for p, c in zip(pooled, counts)]
+        entry["modules"][f"module {j}"] = {
+            "carried": carried,
+            "informative_reads": counts[0],
+            "keep_where_originals_differ": counts[1] / counts[0] if counts[0] else math.nan,
+            "keep_all_reads": counts[3] / counts[2] if counts[2] else math.nan,
+        }
+    entry["informative_reads"] = pooled[0]
+    entry["keep_where_originals_differ"] = pooled[1] / pooled[0] if pooled[0] else math.nan
+    entry["keep_all_reads"] = pooled[3] / pooled[2] if pooled[2] else math.nan
+    return entry
+
+
+def _same_entry(reported, reference):
+    """Dicts of the same keys whose numbers agree (NaN as NaN: JSON null)."""
+    if isinstance(reference, dict):
+        assert set(reported) == set(reference)
+        for key, value in reference.items():
+            _same_entry(reported[key], value)
+    elif isinstance(reference, float):
+        assert _close(math.nan if reported is None else reported, reference)
+    else:
+        assert reported == reference
+
+
+def test_hybrids_robustness_tiny(base):
+    """Every keep share recomputed, pair by pair, from the reads saved per layer; the carried
+    attributes from the factorial probe's reads; ``holds`` from the stated thresholds (0.7 at
+    the layer closest to the output, a spread of 0.1 over layers)."""
+    out = base / "robustness"
+    result = _run("hybrids-robustness", out)
+    measured = result["measured"]
+    assert measured["k"] == 3 and measured["k_chosen_by"] == "fixed"
+    attributes = measured["attributes"]
+    assert set(attributes) == set(
+        json.loads((base / "_faces_vae_tiny_seed0" / "data" / "meta.json").read_text())["labels"]
+    )
+    for key in ("classifier", "factorial_probe"):
+        accuracy = measured[f"{key}_heldout_accuracy_on_real_faces"]
+        assert set(accuracy) == set(attributes) and all(0 <= v <= 1 for v in accuracy.values())
+    assert list(measured["layers"]) == HYBRID_LAYERS
+    shares = []
+    for layer, entry in measured["layers"].items():
+        _check_layer_modules(out, layer)
+        reads = np.load(out / f"reads_{layer}.npz")
+        n = 32  # pairs at the tiny scale
+        for who in ("real", "psi"):
+            assert reads[f"{who}_original1"].shape == reads[f"{who}_original2"].shape == (n, 9)
+            assert reads[f"{who}_hybrids"].shape == (3, n, 9)
+            assert set(np.unique(reads[f"{who}_hybrids"])) <= {0, 1}
+        _same_entry(entry, _reference_robustness(reads, attributes))
+        shares.append(
+            math.nan
+            if entry["keep_where_originals_differ"] is None
+            else entry["keep_where_originals_differ"]
+        )
+    assert measured["layer_closest_to_output"] == HYBRID_LAYERS[-1]
+    last = measured["keep_at_last_layer"]
+    spread = measured["keep_spread_over_layers"]
+    assert _close(math.nan if last is None else last, shares[-1])
+    assert _close(
+        math.nan if spread is None else spread,
+        max(shares) - min(shares) if not any(map(math.isnan, shares)) else math.nan,
+    )
+    holds = last is not None and spread is not None and last >= 0.7 and spread >= 0.1
+    assert result["holds"] == holds
+
+
+def test_hybrids_quality_tiny(base):
+    """Every d² recomputed from the features saved per image set (real held-out faces, the
+    originals, each module's hybrids, all sets of hybrids as large as the originals'); ratios
+    and ``holds`` (every ratio at most 1.5) from them."""
+    from causalscene.quality import frechet_distance
+
+    out = base / "quality"
+    result = _run("hybrids-quality", out)
+    measured = result["measured"]
+    assert measured["k"] == 3 and measured["k_chosen_by"] == "fixed"
+    assert (out / "frechet_features.txt").read_text().strip() == measured["features"]
+    features = np.load(out / "features.npz")
+    real = features["real"]
+    assert real.shape == (64, 128) == (measured["real_images"], 128)
+    _check_quality_inputs(base, out, features)
+
+    def d2(a):
+        return frechet_distance(
+            a.mean(0), np.cov(a, rowvar=False), real.mean(0), np.cov(real, rowvar=False)
+        )
+
+    originals = features["originals"]
+    assert originals.shape == (32, 128) == (measured["images_per_set"], 128)
+    assert measured["frechet_originals"] == pytest.approx(d2(originals), rel=1e-9)
+    assert list(measured["frechet_hybrids"]) == HYBRID_LAYERS
+    ratios = []
+    for layer, entry in measured["frechet_hybrids"].items():
+        _check_layer_modules(out, layer)
+        assert list(entry) == ["module 0", "module 1", "module 2"]
+        for module, d in entry.items():
+            hybrid = features[f"{layer}:{module}"]
+            assert hybrid.shape == originals.shape
+            assert d >= 0 and d == pytest.approx(d2(hybrid), rel=1e-9)
+            ratio = measured["ratio_to_originals"][layer][module]
+            assert ratio == pytest.approx(d / measured["frechet_originals"], rel=1e-12)
+            ratios.append(ratio)
+    assert measured["frechet_originals"] >= 0
+    assert set(features.files) == {"real", "originals"} | {
+        f"{l}:module {j}" for l in HYBRID_LAYERS for j in range(3)
+    }
+    assert measured["max_ratio"] == max(ratios)
+    assert result["holds"] == (max(ratios) <= 1.5)
+
+
+def _check_quality_inputs(base, out, features):
+    """The saved features are those of the last 64 dataset faces and of the decoded first 32 of
+    64 prior draws of seed 1, in the cached feature network."""
+    from causalscene.datasets import load_arrays
+    from causalscene.probes import ImageProbe
+    from causalscene.quality import FeatureNetwork, image_features
+    from causalscene.train import load_run
+
+    shared = base / "_faces_vae_tiny_seed0"
+    network = FeatureNetwork(ImageProbe.load(out / "frechet_features.pt"), "cached")
+    images, _ = load_arrays(shared / "data")
+    assert np.allclose(image_features(network, images[-64:]), features["real"], atol=1e-5)
+    model = load_run(shared / "run", device="cpu")[0]
+    originals = model(model.sample_latents(64, seed=1)[:32])
+    assert np.allclose(image_features(network, originals), features["originals"], atol=1e-5)
+
+
+def test_hybrids_robustness_shares_on_random_reads():
+    """The tiny run's classifiers read constants (no informative read at all): the shares'
+    code is checked here against the pair-by-pair reference on random reads, where module 0's
+    hybrids take Original 2's factorial reads of the first three attributes (carried) and some
+    attributes have fewer than 10 disagreeing pairs (NaN transfer: not carried)."""
+    from causalscene.reproductions.besserve2020 import _robustness_at
+
+    rng = np.random.default_rng(3)
+    n, k, attributes = 40, 3, [f"a{i}" for i in range(6)]
+    real = {
+        "original1": rng.integers(0, 2, (n, 6)),
+        "original2": rng.integers(0, 2, (n, 6)),
+        "hybrids": rng.integers(0, 2, (k, n, 6)),
+    }
+    f1, f2 = rng.integers(0, 2, (n, 6)), rng.integers(0, 2, (n, 6))
+    f2[:, 5] = f1[:, 5]  # attribute a5: the originals never disagree
+    fh = rng.integers(0, 2, (k, n, 6))
+    fh[0, :, :3] = f2[:, :3]
+    factorial = {"original1": f1, "original2": f2, "hybrids": fh}
+    entry = _robustness_at(real, factorial, attributes)
+    reads = {f"real_{key}": v for key, v in real.items()}
+    reads |= {f"psi_{key}": v for key, v in factorial.items()}
+    reference = _reference_robustness(reads, attributes)
+    assert reference["modules"]["module 0"]["carried"][:3] == ["a0", "a1", "a2"]
+    assert reference["informative_reads"] > 0
+    _same_entry(json.loads(json.dumps(entry)), reference)
