@@ -738,7 +738,7 @@ def test_sample_counts_are_bounded(capsys):
     ]
     assert main([*argv, "--noise", "gumbel", "--num-samples", "1000000000"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "10,000,000" in err
+    assert err.count("\n") == 1 and "--num-samples" in err and "10000000" in err.replace(",", "")
 
 
 def test_improbable_evidence_and_huge_joint_tables_are_refused():

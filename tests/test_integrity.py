@@ -135,7 +135,10 @@ def checkpoint_payloads(state: dict) -> list[tuple[str, object]]:
             out.append(
                 (f"inf {name}", {**state, "model": {**model, name: v.clone().fill_(float("inf"))}})
             )
-            out.append((f"dtype {name}", {**state, "model": {**model, name: v.double()}}))
+            # another float precision is no damage (the shipped fp16 weights load); another kind is
+            out.append(
+                (f"dtype {name}", {**state, "model": {**model, name: v.to(torch.complex64)}})
+            )
     out.append(("int weight", {**state, "model": {**model, first: model[first].long()}}))
     return out
 
