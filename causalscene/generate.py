@@ -544,6 +544,7 @@ def evaluate_run(
         raise ValueError("evaluate needs --data DIR (the run has no dataset recorded)")
     images, labels = load_dataset(data, model.dag)
     check_image_size(images, model.image_size, data)
+    every_image = images  # the Fréchet distance's real side reads them too
     source = factorial_source(data, {node: model.dag.states(node) for node in model.rendered})
     probe = evaluation_probe(run, model, images, labels, source, config)
     n_probe = min(len(images), config.probe_images)
@@ -587,6 +588,7 @@ def evaluate_run(
             config.seed,
             config.device,
             network=features,
+            images=every_image,
         )
     )
     atomic_write_json(run / "eval.json", result)

@@ -222,6 +222,7 @@ def evaluation_frechet(
     device: str = "cpu",
     max_samples: int = 1000,
     network: FeatureNetwork | None = None,
+    images: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """What ``causalscene evaluate`` adds to ``eval.json``: ``frechet`` (d² between samples of a
     :class:`~causalscene.model.CausalVAE` and real test images), ``frechet_features`` (the
@@ -231,22 +232,25 @@ def evaluation_frechet(
     ``frechet_samples``. The real images are the training run's held-out split when ``data`` is
     the run's dataset (the split of :func:`causalscene.train.data.prepare_data`), else all of
     ``data``; as many samples as real images, at most ``max_samples``. ``frechet`` is None (and
-    ``frechet_features`` says why) when ``data`` has no procgen renderer."""
+    ``frechet_features`` says why) when ``data`` has no procgen renderer. ``images``: all of
+    ``data``'s images when the caller has them loaded already (read from ``data`` otherwise)."""
     from causalscene.generate import sample_images
     from causalscene.train import load_dataset
+    from causalscene.train.data import holdout_split
 
     source = renderer_source(data)
     if source is None:
         return {"frechet": None, "frechet_features": "none: the data has no procgen renderer"}
     same = train_config.data is not None and Path(train_config.data) == Path(data)
-    images, _ = load_dataset(data, model.label_dag, train_config.max_images if same else None)
+    if images is None:
+        images, _ = load_dataset(data, model.label_dag)
     what = f"all {len(images)} images of {data}"
     if same:
-        n_total = len(images)
-        split = torch.randperm(n_total, generator=torch.Generator().manual_seed(train_config.seed))
-        n_hold = min(n_total - 1, int(round(train_config.holdout_fraction * n_total)))
-        images = images[split[n_total - n_hold :].numpy()]
-        what = f"the run's held-out split ({n_hold} images)"
+        images = images[: train_config.max_images]  # the images the run was trained on
+        seed, fraction = train_config.seed, train_config.holdout_fraction
+        _, hold = holdout_split(len(images), seed, fraction)
+        images = images[hold.numpy()]
+        what = f"the run's held-out split ({len(hold)} images)"
     n = min(len(images), max_samples)
     generated, _ = sample_images(model, n=n, seed=seed)
     samples = (generated.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

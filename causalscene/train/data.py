@@ -97,6 +97,14 @@ class TrainData:
         return len(self.train_images)
 
 
+def holdout_split(n_total: int, seed: int, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A run's ``(train, held-out)`` indices of its ``n_total`` images: a permutation seeded by
+    ``seed``, the last ``round(fraction * n_total)`` (at most ``n_total - 1``) held out."""
+    split = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))
+    n_hold = min(n_total - 1, int(round(fraction * n_total)))
+    return split[: n_total - n_hold], split[n_total - n_hold :]
+
+
 def prepare_data(
     model: Trainable, dataset: Any, config: TrainConfig, device: torch.device
 ) -> TrainData:
@@ -109,10 +117,8 @@ def prepare_data(
         raise ValueError(
             f"dataset images are {image_size}px, the model expects {model.image_size}px"
         )
-    n_total = len(images_np)
-    split = torch.randperm(n_total, generator=torch.Generator().manual_seed(config.seed))
-    n_hold = min(n_total - 1, int(round(config.holdout_fraction * n_total)))
-    train_idx, hold_idx = split[: n_total - n_hold].to(device), split[n_total - n_hold :].to(device)
+    train_idx, hold_idx = holdout_split(len(images_np), config.seed, config.holdout_fraction)
+    train_idx, hold_idx = train_idx.to(device), hold_idx.to(device)
     images = (
         torch.from_numpy(np.ascontiguousarray(images_np))
         .permute(0, 3, 1, 2)
