@@ -17,12 +17,27 @@ from causalscene.commands._common import (
 
 
 def register(subparsers) -> None:
-    from causalscene.train.config import MODEL_DEFAULTS, MODELS, TrainConfig
+    from causalscene.train.config import MODEL_DEFAULTS, TrainConfig
 
     d, gan = TrainConfig(), MODEL_DEFAULTS["dcgan"]
     p = subparsers.add_parser(
         "train", help="train a CausalVAE (or a plain VAE, a DCGAN) on an image dataset"
     )
+    _add_model_flags(p, d, gan)
+    add_device(p, d.device)
+    add_seed(p, d.seed)
+    _add_objective_flags(p, d)
+    _add_cadence_flags(p, d)
+    _add_speed_flags(p, d)
+    add_no_progress(p)
+    add_json(p, "the last epoch's metrics (and learnt CPTs' errors)")
+    p.set_defaults(func=_main)
+
+
+def _add_model_flags(p, d, gan) -> None:
+    """What is trained, on what, where to: model, DAG, data, run folder, sizes, Adam."""
+    from causalscene.train.config import MODELS
+
     p.add_argument(
         "--model",
         choices=MODELS,
@@ -59,8 +74,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--likelihood", choices=["gaussian", "laplace", "cbernoulli"], default=d.likelihood
     )
-    add_device(p, d.device)
-    add_seed(p, d.seed)
+
+
+def _add_objective_flags(p, d) -> None:
+    """Resume, and the terms of the objective (CPTs, plain VAE, SDR, label consistency)."""
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.add_argument("--learn-cpts", action="store_true", help="learn the CPTs (Dirichlet prior)")
     p.add_argument("--no-dag", action="store_true", help="a plain VAE: the decoder sees only z")
@@ -79,6 +96,10 @@ def register(subparsers) -> None:
         help="share of each batch the consistency term is computed on (an unbiased estimate of "
         "the term at that share of its cost)",
     )
+
+
+def _add_cadence_flags(p, d) -> None:
+    """How much data, and how often the run checkpoints, evaluates and draws its grids."""
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps")
     p.add_argument(
@@ -93,6 +114,10 @@ def register(subparsers) -> None:
         default=d.save_every,
         help="epochs between epoch-end checkpoints (and after the last)",
     )
+
+
+def _add_speed_flags(p, d) -> None:
+    """Precision, memory layout, the collapsed label sites, the spike guard, the CUDA graph."""
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument(
@@ -113,9 +138,6 @@ def register(subparsers) -> None:
         help="capture the whole step as one CUDA graph and replay it (VAEs, one GPU; removes "
         "Pyro's per-step Python overhead; drops each epoch's last incomplete batch)",
     )
-    add_no_progress(p)
-    add_json(p, "the last epoch's metrics (and learnt CPTs' errors)")
-    p.set_defaults(func=_main)
 
 
 def config_from_args(args):
