@@ -213,8 +213,7 @@ def image_latents(
 
     log.info("the generator has no encode(): inverting decode on %d images", len(images))
     found = invert(generator, images, inversion, progress=progress)
-    summary = found.summary()
-    summary["pixel_variance"] = float(np.var(images.astype(np.float64) / 255.0))
+    summary = found.summary(images)
     if summary["recon_mse_mean"] > 0.1 * summary["pixel_variance"]:
         log.warning(
             "latent inversion reconstructs poorly (MSE %.3g vs pixel variance %.3g): "

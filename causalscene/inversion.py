@@ -70,16 +70,21 @@ class Inversion:
     recon_mse: torch.Tensor  #: MSE(decode(z_i), x_i) per image, without the prior term
     config: InversionConfig
 
-    def summary(self) -> dict[str, Any]:
-        """``{"method": "inversion", <config>, recon_mse_mean / _p90 / _max}`` (for JSON)."""
+    def summary(self, images: np.ndarray | None = None) -> dict[str, Any]:
+        """``{"method": "inversion", <config>, recon_mse_mean / _p90 / _max}`` (for JSON); with
+        the inverted uint8 ``images``, also their ``pixel_variance`` (in [0, 1] units) to judge
+        the MSE by."""
         mse = self.recon_mse.double().numpy()
-        return {
+        out = {
             "method": "inversion",
             **asdict(self.config),
             "recon_mse_mean": float(mse.mean()),
             "recon_mse_p90": float(np.percentile(mse, 90)),
             "recon_mse_max": float(mse.max()),
         }
+        if images is not None:
+            out["pixel_variance"] = float(np.var(np.asarray(images, np.float64) / 255.0))
+        return out
 
 
 def invert(

@@ -401,8 +401,7 @@ def _heldout_inversion(context: Context, generator: Any, inversion: Any, n: int)
     size = int(generator.decode(generator.sample_latents(1, seed=0)).shape[-1])
     rng = np.random.default_rng([context.seed, 7])
     images, _, _ = procgen.sample_batch("faces", min(n, 1000), size, seed=rng)
-    summary = invert(generator, images, inversion).summary()
-    summary["pixel_variance"] = float(np.var(images.astype(np.float64) / 255.0))
+    summary = invert(generator, images, inversion).summary(images)
     summary["images"] = len(images)
     return summary
 
