@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-import causalscene
 from causalscene.cage import CageConfig
+from causalscene.dag import shipped_dag_path
 from causalscene.probes import LatentProbe
 from causalscene.quality import frechet_distance
 from causalscene.reproductions import run
@@ -53,7 +52,7 @@ def _planted_probe(d: int = 3) -> LatentProbe:
 def test_pairs_are_exactly_the_reliable_edges_of_the_faces_dag(tiny):
     result, _ = tiny
     measured = result["measured"]
-    spec = yaml.safe_load((Path(causalscene.__file__).parent / "dags" / "faces.yaml").read_text())
+    spec = yaml.safe_load(shipped_dag_path("faces").read_text())
     edges = [f"{p}->{n}" for n, node in spec["nodes"].items() for p in node.get("parents", [])]
     assert sorted(measured["edges"]) == sorted(edges)
     accuracy, floor = measured["latent_probe_accuracy"], CageConfig().min_accuracy
