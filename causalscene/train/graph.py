@@ -115,6 +115,9 @@ class GraphedStep:
         if not all(g.get("capturable", False) for g in optimizer.param_groups):
             raise ValueError("cuda_graph needs an optimizer built with capturable=True")
         self.batch_size = batch_size
+        # with NCCL in the step, CUDA calls of other threads (NCCL's watchdog polling its events)
+        # must not invalidate the capture: only this thread's unsafe calls are errors
+        self.capture_mode = "global" if reduce is None else "thread_local"
         self.index = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.index.copy_(torch.arange(batch_size, device=device) % len(images))
         step = make_step(
@@ -163,7 +166,7 @@ class GraphedStep:
         # no work of the warm-up left pending (NCCL's watchdog polls its events) at the capture
         torch.cuda.synchronize(device)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, capture_error_mode=self.capture_mode):
             self.loss, self.neg_elbo = step()
 
     def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
