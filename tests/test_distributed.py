@@ -151,3 +151,67 @@ def test_check_cuda_graph_allows_processes_with_a_full_batch_each():
         check_cuda_graph(torch.device("cpu"), 1, frozenset(), 64, 32)
     with pytest.raises(ValueError, match="complete labels"):
         check_cuda_graph(cuda, 2, frozenset({"weapon"}), 64, 32)
+
+
+_CUDA_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys, torch
+    sys.path.insert(0, {root!r})
+    from tests.test_model import synth_data
+    from causalscene.dag import CausalDAG
+    from causalscene.model import CausalVAE
+    from causalscene.train import TrainConfig, fit
+    from causalscene.train.distributed import GradientAllReduce, join_process_group
+
+    device, world, rank = join_process_group(torch.device("cuda"))
+    # the all-reduce alone, captured: replays average what each rank holds at replay time
+    p = torch.nn.Parameter(torch.zeros(5, 3, device=device))
+    q = torch.nn.Parameter(torch.zeros(7, device=device))
+    p.grad, q.grad = torch.zeros_like(p), torch.zeros_like(q)
+    reduce = GradientAllReduce([p, q], world)
+    reduce()  # NCCL's communicator before the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        reduce()
+    replays = []
+    for value in (rank + 1.0, 10.0 * rank):
+        p.grad.fill_(value)
+        q.grad.fill_(-value)
+        graph.replay()
+        replays.append([p.grad.unique().tolist(), q.grad.unique().tolist()])
+    # a captured run: each rank from its own initialisation, its own half of each epoch
+    dag = CausalDAG.load({dag!r})
+    cfg = TrainConfig(epochs=3, batch_size=32, latent_dim=3, base_channels=4, device="cuda",
+                      cuda_graph=True, validate=False, progress=False, seed=0)
+    torch.manual_seed(rank)
+    model = CausalVAE(dag, 16, 3, base_channels=4)
+    history = fit(model, synth_data(dag, 320, 16, seed=1), cfg, out=os.path.join(sys.argv[1], "run"))
+    torch.save(model.state_dict(), os.path.join(sys.argv[1], "rank%d.pt" % rank))
+    with open(os.path.join(sys.argv[1], "rank%d.json" % rank), "w") as f:
+        json.dump(dict(replays=replays, history=history), f)
+    """
+)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+    reason="captured steps under torchrun need 2 GPUs (device runs)",
+)
+def test_captured_steps_on_two_gpus_average_gradients_and_stay_in_sync(tmp_path):
+    script = tmp_path / "captured.py"
+    script.write_text(
+        _CUDA_SCRIPT.format(root=str(ROOT), dag=str(ROOT / "dags" / "rpg_fight.yaml"))
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    subprocess.run([*cmd, str(script), str(tmp_path)], check=True, timeout=600)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in results:  # ranks hold 1, 2 then 0, 10: the means 1.5 and 5, negated for q
+        assert r["replays"] == [[[1.5], [-1.5]], [[5.0], [-5.0]]]
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for key in a:  # from different initialisations to rank 0's weights, bit for bit
+        assert torch.equal(a[key], b[key]), key
+    history = results[0]["history"]
+    assert [h["world_size"] for h in history] == [2, 2, 2]
+    assert history[0]["step"] == (288 // 2) // 32  # 288 training images, halves, full batches
+    assert history[-1]["heldout_elbo"] > history[0]["heldout_elbo"]
