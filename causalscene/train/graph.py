@@ -62,8 +62,7 @@ def make_step(
 
     def step() -> tuple[torch.Tensor, torch.Tensor]:
         extra = () if log_p_labels is None else (log_p_labels[index],)
-        batch = {k: v[index] for k, v in labels.items()}
-        loss, neg_elbo = objective(images[index], batch, *extra)
+        loss, neg_elbo = objective(images[index], {k: v[index] for k, v in labels.items()}, *extra)
         loss.backward()
         if reduce is not None:
             reduce()
