@@ -128,7 +128,10 @@ def test_gradient_allreduce_matches_ddp_on_two_gloo_processes(tmp_path):
     script.write_text(_SCRIPT.format(root=str(ROOT), dag=str(ROOT / "dags" / "rpg_fight.yaml")))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*cmd, str(script), str(tmp_path)], env=env, check=True, timeout=300)
+    proc = subprocess.run(
+        [*cmd, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         r = json.loads((tmp_path / f"rank{rank}.json").read_text())
         # the averaged gradients are DDP's; a rank's own gradients are not (different batches)
@@ -204,7 +207,10 @@ def test_captured_steps_on_two_gpus_average_gradients_and_stay_in_sync(tmp_path)
         _CUDA_SCRIPT.format(root=str(ROOT), dag=str(ROOT / "dags" / "rpg_fight.yaml"))
     )
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    subprocess.run([*cmd, str(script), str(tmp_path)], check=True, timeout=600)
+    proc = subprocess.run(
+        [*cmd, str(script), str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in results:  # ranks hold 1, 2 then 0, 10: the means 1.5 and 5, negated for q
         assert r["replays"] == [[[1.5], [-1.5]], [[5.0], [-5.0]]]
