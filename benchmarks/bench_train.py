@@ -17,6 +17,11 @@ Usage::
     python benchmarks/bench_train.py --device cuda --data /path/rpg64   # real data, resident on the GPU
     python benchmarks/bench_train.py --device cuda --batch-size 1024 --cuda-graph --bf16 --channels-last
     torchrun --nproc_per_node 2 benchmarks/bench_train.py --device cuda --batch-size 1024 --ddp
+    torchrun --nproc_per_node 2 benchmarks/bench_train.py --device cuda --batch-size 1024 --ddp --cuda-graph
+
+With ``--ddp --cuda-graph`` the eager loops use DistributedDataParallel and the captured ones, as
+training does, each process's own graph with the gradients' all-reduce inside
+(``GradientAllReduce``); images/s count all processes.
 
 Prints one line per loop and a JSON summary: step time, images/s, ratio (Pyro / PyTorch step time;
 goal <= 1.10 on CPU; on an H100 at batch 1024: Pyro throughput >= 0.8x PyTorch, >= 100k images/s).
@@ -45,6 +50,7 @@ from causalscene.train import (
     consistency_term,
     to_channels_last,
 )
+from causalscene.train.distributed import GradientAllReduce, broadcast_from_rank0
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,6 +147,8 @@ def _time(objective, params, images, labels, args, device, world, log_p_labels=N
         torch.randint(0, n, (args.batch_size,), device=device, generator=g) for _ in range(8)
     ]
     guard = GradientSpikeGuard(params, 5.0, device)  # as causalscene.train.fit does
+    # several processes: each captures its own step, the gradients' all-reduce inside (as fit)
+    reduce = GradientAllReduce(params, world) if graph and args.ddp and world > 1 else None
     graphed = (
         GraphedStep(
             objective,
@@ -151,6 +159,7 @@ def _time(objective, params, images, labels, args, device, world, log_p_labels=N
             args.batch_size,
             before_step=guard,
             state=[guard.state],
+            reduce=reduce,
         )
         if graph
         else None
@@ -182,6 +191,16 @@ def _time(objective, params, images, labels, args, device, world, log_p_labels=N
     return {"step_ms": 1000 * seconds, "images_per_s": world * args.batch_size / seconds}
 
 
+def _over(before: dict, now: dict) -> dict:
+    """Each loop's images/s in ``now`` over its images/s in ``before`` (loops in both)."""
+    tail = "_images_per_s"
+    return {
+        key[: -len(tail)]: now[key] / before[key]
+        for key in now
+        if key.endswith(tail) and key in before
+    }
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto")
@@ -201,7 +220,8 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="also time every loop captured as one CUDA graph per step (CUDA, one process)",
+        help="also time every loop captured as one CUDA graph per step (CUDA; with --ddp under "
+        "torchrun each process captures its own step, the gradients' all-reduce inside)",
     )
     p.add_argument(
         "--consistency-weight",
@@ -217,6 +237,12 @@ def main(argv=None) -> dict:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the JSON summary here")
+    p.add_argument(
+        "--compare",
+        default=None,
+        help="an earlier run's JSON summary (e.g. one GPU): print and record each loop's "
+        "images/s over that run's (the 2-GPU captured-step goal: pyro_graph >= 1.9)",
+    )
     args = p.parse_args(argv)
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
@@ -294,14 +320,17 @@ def main(argv=None) -> dict:
         ("pyro_collapsed", wrap(collapsed_obj), collapsed_vae, logp, False),
         ("pytorch_again", torch_obj, torch_vae, None, False),
     ]
-    graph = args.cuda_graph and device.type == "cuda" and world == 1
+    graph = args.cuda_graph and device.type == "cuda" and (world == 1 or args.ddp)
     if graph:  # fresh copies: a captured step owns its networks' gradients and optimizer
         for name, loop, extra in (
             ("pytorch_graph", "pytorch", None),
             ("pyro_graph", "pyro", None),
             ("pyro_collapsed_graph", "pyro", logp),
         ):
-            loops.append((name, *fresh(loop), extra, True))
+            obj, net = fresh(loop)
+            if args.ddp and world > 1:  # not wrapped in DDP: rank 0's weights, as DDP would
+                broadcast_from_rank0(net)
+            loops.append((name, obj, net, extra, True))
     results = {}
     for name, obj, net, extra, captured in loops:
         results[name] = _time(
@@ -346,6 +375,10 @@ def main(argv=None) -> dict:
         summary["throughput_pyro_graph_over_best_pytorch"] = (
             best_torch / results["pyro_graph"]["step_ms"]
         )
+    if args.compare:
+        summary["images_per_s_over_compared"] = _over(
+            json.loads(Path(args.compare).read_text()), summary
+        )
     if rank == 0:
         print(
             f"device: {name}  (world size {world}, {kind} data {args.image_size}x{args.image_size}, batch {args.batch_size}/process)"
@@ -376,6 +409,8 @@ def main(argv=None) -> dict:
                 "throughput Pyro (graph) / best pure PyTorch: "
                 f"{summary['throughput_pyro_graph_over_best_pytorch']:.3f}"
             )
+        for loop, ratio in summary.get("images_per_s_over_compared", {}).items():
+            print(f"images/s over {args.compare}, {loop}: {ratio:.3f}")
         print(json.dumps(summary))
         if args.out:
             Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Run the GPU benchmarks and write their JSON/logs into OUTDIR (default: bench_out).
-#   bash benchmarks/run_gpu.sh OUTDIR [bench|train|fidelity|ddp]
+#   bash benchmarks/run_gpu.sh OUTDIR [bench|train|fidelity|ddp|ddp-train]
+# ddp: captured steps on one GPU vs 2 processes (torchrun, each its own graph with the gradients'
+#      all-reduce inside); prints the throughput ratio (goal >= 1.9). Needs 2 GPUs.
+# ddp-train: the train verb under torchrun with --cuda-graph on a small set; fit ends by checking
+#      that both ranks hold identical weights (a RuntimeError otherwise), -v logs each rank's sum.
 # Datasets and runs go under $WORK (default /tmp).
 set -uo pipefail
 out=${1:-bench_out}
@@ -53,7 +57,24 @@ fidelity)
   done
   ;;
 ddp)
-  python3 benchmarks/bench_train.py --device cuda --batch-size 1024 --steps 200 --warmup 20 --out "$out/ddp1.json" 2>&1 | tee "$out/ddp.log"
-  torchrun --nproc_per_node 2 benchmarks/bench_train.py --device cuda --batch-size 1024 --steps 200 --warmup 20 --ddp --out "$out/ddp2.json" 2>&1 | tee -a "$out/ddp.log"
+  b="benchmarks/bench_train.py --device cuda --batch-size 1024 --steps 200 --warmup 20 --cuda-graph"
+  : >"$out/ddp.log"
+  for flags in "" "--bf16 --channels-last"; do
+    tag=$([ -z "$flags" ] && echo fp32 || echo bf16)
+    python3 $b $flags --out "$out/ddp1_$tag.json" 2>&1 | tee -a "$out/ddp.log"
+    torchrun --nproc_per_node 2 $b $flags --ddp --compare "$out/ddp1_$tag.json" \
+      --out "$out/ddp2_$tag.json" 2>&1 | tee -a "$out/ddp.log"
+  done
+  ;;
+ddp-train)
+  cs procgen rpg --n 8192 --size 32 --seed 0 --out $work/rpg32 --no-progress --overwrite
+  rm -rf $work/run_ddp
+  torchrun --nproc_per_node 2 -m causalscene.cli -v train --dag dags/rpg_fight.yaml --data $work/rpg32 \
+    --out $work/run_ddp --epochs 3 --batch-size 256 --base-channels 16 --latent-dim 8 --device cuda \
+    --collapse-labels --cuda-graph --no-progress --seed 0 2>&1 | tee "$out/ddp_train.log"
+  status=${PIPESTATUS[0]}
+  cp $work/run_ddp/metrics.jsonl "$out/metrics_ddp.jsonl" 2>/dev/null
+  grep -h "weights equal rank 0's" "$out/ddp_train.log"
+  echo "ddp-train exit status $status (0: both ranks ended with rank 0's weights)" | tee -a "$out/ddp_train.log"
   ;;
 esac

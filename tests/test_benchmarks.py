@@ -90,3 +90,24 @@ def test_benchmark_runs_with_tiny_flags(script, tmp_path):
     if "--json" in CASES[script]:
         last = [line for line in out.splitlines() if line.startswith("{")][-1]
         assert json.loads(last)
+
+
+@pytest.mark.slow
+def test_bench_train_compares_each_loop_with_an_earlier_run(tmp_path):
+    """``--compare``: each loop's images/s over an earlier summary's (how ``run_gpu.sh ddp``
+    reports 2 GPUs over one)."""
+    tiny = [a for a in CASES["bench_train.py"] if a != "--cuda-graph"]
+
+    def run(name, *extra):
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), *tiny]
+        cmd += ["--out", str(tmp_path / name), *extra]
+        subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=True)
+        return json.loads((tmp_path / name).read_text())
+
+    before = run("one.json")
+    now = run("two.json", "--compare", str(tmp_path / "one.json"))
+    over = now["images_per_s_over_compared"]
+    assert set(over) == {"pyro", "pyro_collapsed", "pytorch"}
+    for loop, ratio in over.items():
+        key = f"{loop}_images_per_s"
+        assert ratio == pytest.approx(now[key] / before[key])

@@ -135,7 +135,8 @@ def _add_speed_flags(p, d) -> None:
     p.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="capture the whole step as one CUDA graph and replay it (VAEs, one GPU; removes "
+        help="capture the whole step as one CUDA graph and replay it (VAEs on CUDA; under "
+        "torchrun each process captures its own, the gradients' all-reduce inside; removes "
         "Pyro's per-step Python overhead; drops each epoch's last incomplete batch)",
     )
 

@@ -114,7 +114,8 @@ class TrainConfig:
     #: does not replace a sane learning rate (faces at lr 2e-3 still collapsed; 1e-3 did not)
     spike_factor: float = 5.0
     #: capture the whole step (Pyro loss, backward, Adam) as one CUDA graph and replay it: no
-    #: per-step Python (Pyro's tracing runs once). CUDA only, one process; drops the epoch's last
+    #: per-step Python (Pyro's tracing runs once). CUDA only; under torchrun each process captures
+    #: its own step, the gradients' all-reduce inside (no DDP); drops the epoch's last
     #: incomplete batch (a graph has static shapes). What it needs of the device and the data:
     #: :func:`causalscene.train.graph.check_cuda_graph`
     cuda_graph: bool = False

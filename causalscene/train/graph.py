@@ -1,6 +1,8 @@
 """The captured step (``TrainConfig.cuda_graph``): loss, ``backward()`` and ``optimizer.step()``
 recorded once as a CUDA graph and replayed, which removes Pyro's per-step Python tracing; the
-epoch's last incomplete batch is dropped (a graph has static shapes). Also ``channels_last``.
+epoch's last incomplete batch is dropped (a graph has static shapes). Under torchrun each process
+captures its own step, with the gradients' all-reduce inside the graph
+(:class:`~causalscene.train.distributed.GradientAllReduce`). Also ``channels_last``.
 """
 
 from __future__ import annotations
@@ -27,19 +29,49 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 def check_cuda_graph(
     device: torch.device, world: int, partial: frozenset[str], n_train: int, batch_size: int
 ) -> None:
-    """What a captured step needs beyond the config: one process on a CUDA device, complete
-    labels (no score-function sites: no host sync) and at least one full batch."""
-    if device.type != "cuda" or world > 1:
-        raise ValueError("--cuda-graph needs one process on a CUDA device")
+    """What a captured step needs beyond the config: a CUDA device (one per process), complete
+    labels (no score-function sites: no host sync) and at least one full batch per process."""
+    if device.type != "cuda":
+        raise ValueError("--cuda-graph needs a CUDA device")
     if partial:
         raise ValueError(
             f"--cuda-graph needs complete labels (missing values in: {', '.join(sorted(partial))})"
         )
-    if n_train < batch_size:
+    if n_train // world < batch_size:
+        each = f" ({world} processes: {n_train // world} each)" if world > 1 else ""
         raise ValueError(
-            f"--cuda-graph drops incomplete batches: {n_train} training images < batch size "
-            f"{batch_size}"
+            f"--cuda-graph drops incomplete batches: {n_train} training images{each} < batch "
+            f"size {batch_size}"
         )
+
+
+def make_step(
+    objective: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: Mapping[str, torch.Tensor],
+    log_p_labels: torch.Tensor | None,
+    index: torch.Tensor,
+    reduce: Callable[[], None] | None = None,
+    before_step: Callable[[], None] | None = None,
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """The step :class:`GraphedStep` captures, on the batch ``images[index]``: the loss,
+    ``backward()``, ``reduce`` (the gradients' all-reduce under torchrun), ``before_step``
+    (the spike guard), ``optimizer.step()``; returns ``(loss, -ELBO)`` detached. Gradients must
+    be zero (or None) before each call."""
+
+    def step() -> tuple[torch.Tensor, torch.Tensor]:
+        extra = () if log_p_labels is None else (log_p_labels[index],)
+        loss, neg_elbo = objective(images[index], {k: v[index] for k, v in labels.items()}, *extra)
+        loss.backward()
+        if reduce is not None:
+            reduce()
+        if before_step is not None:
+            before_step()
+        optimizer.step()
+        return loss.detach(), neg_elbo
+
+    return step
 
 
 class GraphedStep:
@@ -56,6 +88,11 @@ class GraphedStep:
     tensors the step updates (e.g. ``before_step``'s) are restored, so the
     graphed run takes the same steps as its first eager step would from there. The optimizer must
     be built with ``capturable=True``.
+
+    ``reduce`` (several processes): run after ``backward()``, captured with the rest, e.g. a
+    :class:`~causalscene.train.distributed.GradientAllReduce`. The warm-up runs it too (NCCL's
+    communicator must exist before a capture) and every rank must build its ``GraphedStep`` at the
+    same point and replay it equally often.
     """
 
     def __init__(
@@ -69,6 +106,7 @@ class GraphedStep:
         warmup: int = 3,
         before_step: Callable[[], None] | None = None,
         state: Sequence[torch.Tensor] = (),
+        reduce: Callable[[], None] | None = None,
     ):
         device = images.device
         if device.type != "cuda":
@@ -76,18 +114,14 @@ class GraphedStep:
         if not all(g.get("capturable", False) for g in optimizer.param_groups):
             raise ValueError("cuda_graph needs an optimizer built with capturable=True")
         self.batch_size = batch_size
+        # with NCCL in the step, CUDA calls of other threads (NCCL's watchdog polling its events)
+        # must not invalidate the capture: only this thread's unsafe calls are errors
+        self.capture_mode = "global" if reduce is None else "thread_local"
         self.index = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.index.copy_(torch.arange(batch_size, device=device) % len(images))
-
-        def step() -> tuple[torch.Tensor, torch.Tensor]:
-            idx = self.index
-            extra = () if log_p_labels is None else (log_p_labels[idx],)
-            loss, neg_elbo = objective(images[idx], {k: v[idx] for k, v in labels.items()}, *extra)
-            loss.backward()
-            if before_step is not None:
-                before_step()
-            optimizer.step()
-            return loss.detach(), neg_elbo
+        step = make_step(
+            objective, optimizer, images, labels, log_p_labels, self.index, reduce, before_step
+        )
 
         params = [p for g in optimizer.param_groups for p in g["params"]]
         saved_params = [p.detach().clone() for p in params]
@@ -128,8 +162,10 @@ class GraphedStep:
                 tensor.copy_(before)
         torch.cuda.set_rng_state(saved_rng, device)
         optimizer.zero_grad(set_to_none=True)
+        # no work of the warm-up left pending (NCCL's watchdog polls its events) at the capture
+        torch.cuda.synchronize(device)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, capture_error_mode=self.capture_mode):
             self.loss, self.neg_elbo = step()
 
     def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,7 +36,7 @@ from causalscene.train.checkpoint import (
 )
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import TrainData, prepare_data
-from causalscene.train.distributed import epoch_order, join_process_group
+from causalscene.train.distributed import check_ranks_agree, epoch_order, join_process_group
 from causalscene.train.graph import to_channels_last
 from causalscene.train.guards import NonFiniteLoss, check_finite
 from causalscene.train.state import TrainState
@@ -91,6 +91,8 @@ def fit(
             record = _epoch_record(run, time.perf_counter() - tic)
             for callback in at_epoch_end:
                 callback(run, record)
+    if world > 1:  # DDP or the captured steps' all-reduce kept every rank on rank 0's weights
+        check_ranks_agree(model)
     return run.history
 
 
@@ -109,7 +111,7 @@ def _start_run(
         to_channels_last(model)
     step_fn = model.training_step(config, data, device, world)
     if config.cuda_graph:  # static shapes: the last incomplete batch is dropped
-        steps_per_epoch = data.n_train // config.batch_size
+        steps_per_epoch = (data.n_train // world) // config.batch_size
     else:
         steps_per_epoch = max(1, math.ceil((data.n_train // world) / config.batch_size))
     return TrainState(

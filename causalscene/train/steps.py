@@ -6,7 +6,8 @@ model (:meth:`~causalscene.model.Trainable.training_step`) for the rest: the opt
 update on one batch and the numbers an epoch reports. Two implement it:
 
 * :class:`SVIStep` — a VAE: one loss (the -ELBO and its auxiliary terms, :mod:`.objective`),
-  one Adam, the gradient-spike guard, DDP under torchrun, optionally captured as a CUDA graph;
+  one Adam, the gradient-spike guard, DDP under torchrun, optionally captured as a CUDA graph
+  (then with the gradients' all-reduce inside the graph instead of DDP);
 * :class:`causalscene.train.adversarial.AdversarialStep` — a GAN: the discriminator's update,
   then the generator's, each with its own Adam.
 
@@ -24,7 +25,7 @@ import torch
 
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import TrainData
-from causalscene.train.distributed import wrap_ddp
+from causalscene.train.distributed import GradientAllReduce, broadcast_from_rank0, wrap_ddp
 from causalscene.train.graph import GraphedStep, check_cuda_graph
 from causalscene.train.guards import GradientSpikeGuard, NonFiniteLoss
 from causalscene.train.objective import _Objective, evaluate_elbo
@@ -71,18 +72,36 @@ class TrainingStep(Protocol):
 class SVIStep:
     """A VAE's step: the -ELBO and auxiliary terms (:class:`~.objective._Objective`, DDP-wrapped
     under torchrun), ``backward()``, the gradient-spike guard, Adam; with ``cuda_graph`` the whole
-    step is captured on its first call (after a resume has restored the state) and replayed."""
+    step is captured on its first call (after a resume has restored the state) and replayed.
+
+    Under torchrun with ``cuda_graph`` (or ``manual_allreduce=True``) the loss is not wrapped in
+    DDP: rank 0's weights are broadcast now and a
+    :class:`~causalscene.train.distributed.GradientAllReduce` averages the gradients after
+    ``backward()`` — inside the graph when captured."""
 
     metrics: tuple[str, ...] = ("neg_elbo",)
 
     def __init__(
-        self, model: TrainableVAE, config: TrainConfig, data: TrainData, device, world: int
+        self,
+        model: TrainableVAE,
+        config: TrainConfig,
+        data: TrainData,
+        device,
+        world: int,
+        manual_allreduce: bool | None = None,
     ):
         if config.cuda_graph:
             check_cuda_graph(device, world, data.partial, data.n_train, config.batch_size)
         self.model, self.config, self.data = model, config, data
         self.objective = _Objective(model, config, data.partial)
-        self.loss_fn = wrap_ddp(self.objective, device, world)
+        manual = config.cuda_graph if manual_allreduce is None else manual_allreduce
+        self.reduce: GradientAllReduce | None = None
+        if world > 1 and manual:
+            broadcast_from_rank0(model)
+            self.reduce = GradientAllReduce(model.parameters(), world)
+        self.loss_fn = (
+            wrap_ddp(self.objective, device, world) if self.reduce is None else self.objective
+        )
         self.optimizer = torch.optim.Adam(
             model.parameters(),
             lr=config.lr,
@@ -114,6 +133,8 @@ class SVIStep:
             raise NonFiniteLoss(str(exc)) from exc
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.reduce is not None:
+            self.reduce()
         self.spike_guard()
         self.optimizer.step()
         return neg_elbo
@@ -129,6 +150,7 @@ class SVIStep:
             self.config.batch_size,
             before_step=self.spike_guard,
             state=[self.spike_guard.state],
+            reduce=self.reduce,
         )
 
     @property
