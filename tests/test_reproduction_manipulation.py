@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from causalscene.cage import CageConfig
 from causalscene.dag import shipped_dag_path
@@ -36,6 +37,9 @@ def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("manipulation")
     result = run("cage-manipulation", out, seed=0, scale="tiny", device="cpu")
     assert json.loads((out / "result.json").read_text()) == json.loads(json.dumps(result))
+    if result["measured"]["reliable_edges"]:  # the picture of the same-source triples
+        with Image.open(out / "manipulations.png") as picture:
+            assert picture.size[0] > picture.size[1] > 0
     return result, np.load(out / "manipulated.npz")
 
 

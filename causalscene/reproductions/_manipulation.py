@@ -298,6 +298,37 @@ def _edge(
     return out
 
 
+def _figure(
+    context: Context,
+    model: Any,
+    latents: torch.Tensor,
+    probe: LatentProbe,
+    edges: list[tuple[str, str]],
+    examples: int = 3,
+) -> None:
+    """``manipulations.png``: per reliably probed edge, ``examples`` same-source triples —
+    the source as decoded | moved along the cause's direction | along the effect's."""
+    from causalscene.plots import save_image_grid
+    from causalscene.reproductions.bose2022 import _cage_config
+
+    config = _cage_config(context)
+    z = latents[:examples]
+    images, titles = [], []
+    for c, e in edges:
+        sets = same_source(z, probe, c, e, config.alpha, config.mode)
+        triples = zip(decoded(model, z), *(decoded(model, s.z) for s in sets.values()))
+        for source, by_cause, by_effect in triples:
+            images += [source, by_cause, by_effect]
+            titles += [f"{c}->{e}\nsource", f"do({c})", f"do({e})"]
+    save_image_grid(
+        np.stack(images),
+        context.out / "manipulations.png",
+        ncol=3 * examples,
+        titles=titles,
+        suptitle="same source: the decoded source | moved along the cause | along the effect",
+    )
+
+
 def summary(per_edge: dict[str, dict[str, Any]]) -> dict[str, int]:
     """How many reliably probed edges show each comparison."""
     keys = (
@@ -345,6 +376,8 @@ def reproduce_cage_manipulation(context: Context) -> Measured:
         for i, (c, e) in enumerate(reliable)
     }
     np.savez(context.out / "manipulated.npz", **saved)
+    if reliable:
+        _figure(context, trained.model, result.latents, result.probe, reliable)
     counts = summary(per_edge)
     measured = {
         "edges": [f"{c}->{e}" for c, e in edges],
