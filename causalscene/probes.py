@@ -340,20 +340,26 @@ class ImageProbe(nn.Module):
         gen: torch.Generator,
         batch_size: int,
     ) -> float:
-        """One pass in a random order; the mean loss, read once (no host sync per step)."""
+        """One pass in a random order; the mean loss, read once (no host sync per step).
+
+        The labels of a batch are gathered once for every node (``[nodes, B]``) and counted in one
+        reduction: fewer kernels per step than one gather and one count per node, same numbers."""
         n = x_all.shape[0]
+        names = list(y_all)
+        y_stack = torch.stack([y_all[k] for k in names])  # [nodes, N]
         order = torch.randperm(n, generator=gen).to(x_all.device)
         total = torch.zeros((), device=x_all.device, dtype=torch.float64)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             x = to_float_images(x_all[idx])
             logits = self(x)
+            targets = y_stack[:, idx]  # [nodes, B]
+            # a batch without any label of a node adds 0 for it (cross_entropy would give NaN)
+            known = (targets >= 0).sum(1).clamp(min=1)
             loss = x.new_zeros(())
-            for name, codes in y_all.items():
-                target = codes[idx]
-                # a batch without any label of this node adds 0 (cross_entropy would give NaN)
-                term = F.cross_entropy(logits[name], target, ignore_index=-1, reduction="sum")
-                loss = loss + term / (target >= 0).sum().clamp(min=1)
+            for i, name in enumerate(names):
+                term = F.cross_entropy(logits[name], targets[i], ignore_index=-1, reduction="sum")
+                loss = loss + term / known[i]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
+from torch.nn import functional as F
 
 from causalscene.probes import EarlyStopping, ImageProbe, LatentProbe, fit_logistic_batched
 from causalscene.tensors import to_float_images
@@ -149,6 +150,26 @@ def test_early_stopping_stops_on_an_easy_task_at_the_full_schedules_accuracy(tmp
     assert loaded.fit_record == record
     with pytest.raises(ValueError, match="patience >= 0"):
         EarlyStopping(images[watch], part["w"], patience=-1)
+
+
+def test_image_probe_loss_is_the_sum_of_mean_cross_entropies_over_known_labels():
+    """One full-batch step's recorded loss = Σ_node mean cross-entropy over that node's known
+    labels (missing codes -1 left out; a node with none adds 0), from the starting weights."""
+    rng = np.random.default_rng(6)
+    images, labels = _toy_images(96, rng)
+    labels["a"][:20] = -1
+    labels["c"] = np.full(96, -1)  # no label at all
+    cards = {"a": 2, "b": 3, "c": 2}
+    start = ImageProbe(cards, 16).fit(images, labels, epochs=0, seed=0)  # the starting weights
+    with torch.no_grad():
+        logits = start(to_float_images(images))
+    expected = 0.0
+    for name in ("a", "b"):
+        keep = labels[name] >= 0
+        target = torch.as_tensor(labels[name][keep])
+        expected += float(F.cross_entropy(logits[name][torch.as_tensor(keep)], target))
+    probe = ImageProbe(cards, 16).fit(images, labels, epochs=1, seed=0, batch_size=96)
+    assert probe.history[0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_early_stopping_with_patience_zero_runs_every_epoch():
