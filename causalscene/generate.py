@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from causalscene import procgen, queries
-from causalscene.dag import Assignment, DAGError
+from causalscene.dag import Assignment, CausalDAG, DAGError
 from causalscene.model import CausalVAE, Trainable
 from causalscene.plots import save_image_grid
 from causalscene.probes import (
@@ -113,10 +113,16 @@ def sample_images(
 
 
 def _cf_codes(
-    model: CausalVAE, factual: Mapping[str, int], do: Mapping[str, int], mode: str, rng, cache: dict
+    model: CausalVAE,
+    dag: CausalDAG,
+    factual: Mapping[str, int],
+    do: Mapping[str, int],
+    mode: str,
+    rng,
+    cache: dict,
 ) -> dict[str, int]:
-    """Counterfactual values of the rendered nodes for one factual world (monotone twin network)."""
-    dag = model.query_dag()
+    """Counterfactual values of the rendered nodes for one factual world (monotone twin network
+    of ``dag``, the model's :meth:`~CausalVAE.query_dag`)."""
     changed = set().union(*(dag.descendants(v) for v in do)) - set(do)
     targets = [v for v in model.rendered if v in changed]
     out = {v: int(factual[v]) for v in model.rendered}
@@ -173,7 +179,7 @@ def counterfactual_images(
     for i in range(len(x)):
         world = {k: int(v[i]) for k, v in factual.items()}
         try:
-            values = _cf_codes(model, world, fixed, mode, rng, cache)  # action + prediction (DAG)
+            values = _cf_codes(model, dag, world, fixed, mode, rng, cache)  # action + prediction
         except DAGError as exc:
             raise ValueError(
                 f"image {i}: factual labels {dag.decode({k: np.array([v]) for k, v in world.items()})} "
