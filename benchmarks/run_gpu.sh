@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Run the GPU benchmarks and write their JSON/logs into OUTDIR (default: bench_out).
-#   bash benchmarks/run_gpu.sh OUTDIR [bench|train|fidelity|ddp|ddp-train]
+<<<<<<< HEAD
+#   bash benchmarks/run_gpu.sh OUTDIR [bench|train|fidelity|evaluate|ddp|ddp-train]
 # ddp: captured steps on one GPU vs 2 processes (torchrun, each its own graph with the gradients'
 #      all-reduce inside); prints the throughput ratio (goal >= 1.9). Needs 2 GPUs.
 # ddp-train: the train verb under torchrun with --cuda-graph on a small set; fit ends by checking
 #      that both ranks hold identical weights (a RuntimeError otherwise), -v logs each rank's sum.
+=======
+#   bash benchmarks/run_gpu.sh OUTDIR [bench|train|fidelity|ddp|evaluate]
+>>>>>>> h-evalspeed
 # Datasets and runs go under $WORK (default /tmp).
 set -uo pipefail
 out=${1:-bench_out}
@@ -54,6 +58,18 @@ fidelity)
     echo "$scene evaluate_seconds $((SECONDS - t0))" | tee -a "$out/fidelity.log"
     cp $work/run_$scene/eval.json "$out/eval_$scene.json"; cp $work/run_$scene/metrics.jsonl "$out/metrics_$scene.jsonl"
     cp $work/run_$scene/samples_e*$(printf %03d ${EPOCHS:-100}).png "$out/samples_$scene.png" 2>/dev/null
+  done
+  ;;
+evaluate)
+  # evaluate's old settings (twins rebuilt, every probe epoch) against the new, at the fidelity
+  # mode's sizes, on RUN=$work/run_$scene when present (else a short 2-epoch run is trained)
+  for scene in ${SCENES:-faces rpg}; do
+    dag=dags/$([ $scene = rpg ] && echo rpg_fight || echo faces).yaml
+    if [ ! -f $work/run_$scene/config.json ]; then
+      cs procgen $scene --n 50000 --size 64 --seed 0 --out $work/$scene --no-progress --overwrite
+      cs train --dag $dag --data $work/$scene --out $work/run_$scene --epochs 2 --batch-size 512 --lr 1e-3 --base-channels 32 --latent-dim 16 --device cuda --collapse-labels --bf16 --channels-last --no-progress --seed 0
+    fi
+    python3 benchmarks/bench_evaluate.py --run $work/run_$scene --device cuda --probe-epochs 10 --probe-images 20000 --n-per-state 200 --n-counterfactual 200 --json --out "$out/evaluate_$scene.json" 2>&1 | tee -a "$out/evaluate.log"
   done
   ;;
 ddp)

@@ -34,10 +34,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from causalscene import procgen, queries
-from causalscene.dag import Assignment, DAGError
+from causalscene.dag import Assignment, CausalDAG, DAGError
 from causalscene.model import CausalVAE, Trainable
 from causalscene.plots import save_image_grid
 from causalscene.probes import (
+    EarlyStopping,
     ImageProbe,
     factorial_source,
     factorial_training_set,
@@ -112,10 +113,16 @@ def sample_images(
 
 
 def _cf_codes(
-    model: CausalVAE, factual: Mapping[str, int], do: Mapping[str, int], mode: str, rng, cache: dict
+    model: CausalVAE,
+    dag: CausalDAG,
+    factual: Mapping[str, int],
+    do: Mapping[str, int],
+    mode: str,
+    rng,
+    cache: dict,
 ) -> dict[str, int]:
-    """Counterfactual values of the rendered nodes for one factual world (monotone twin network)."""
-    dag = model.query_dag()
+    """Counterfactual values of the rendered nodes for one factual world (monotone twin network
+    of ``dag``, the model's :meth:`~CausalVAE.query_dag`)."""
     changed = set().union(*(dag.descendants(v) for v in do)) - set(do)
     targets = [v for v in model.rendered if v in changed]
     out = {v: int(factual[v]) for v in model.rendered}
@@ -172,7 +179,7 @@ def counterfactual_images(
     for i in range(len(x)):
         world = {k: int(v[i]) for k, v in factual.items()}
         try:
-            values = _cf_codes(model, world, fixed, mode, rng, cache)  # action + prediction (DAG)
+            values = _cf_codes(model, dag, world, fixed, mode, rng, cache)  # action + prediction
         except DAGError as exc:
             raise ValueError(
                 f"image {i}: factual labels {dag.decode({k: np.array([v]) for k, v in world.items()})} "
@@ -525,6 +532,12 @@ class EvaluationConfig:
     probe_epochs: int = 4  #: epochs of the image probe ψ
     probe_images: int = 3000  #: images ψ learns from (each also blurred)
     probe_batch_size: int = 128  #: images per step of ψ's training
+    #: stop ψ's training after this many epochs without a held-out gain (0: all epochs run)
+    probe_patience: int = 2
+    #: the least held-out accuracy gain (any attribute) that counts as one
+    probe_tolerance: float = 0.005
+    #: fresh factorial items ψ's early stopping reads (a stream of their own)
+    probe_heldout: int = 1000
     seed: int = 0
     device: str = "cpu"
 
@@ -565,6 +578,7 @@ def evaluate_run(
     result["seconds"] = time.perf_counter() - tic
     result["probe_training"] = training_design(source)
     result["probe_heldout_accuracy"] = accuracy
+    result["probe_fit"] = probe.fit_record
     result["run"] = str(run)
     result["train_device"] = train_config.device
     result.update(_training_cost(run))
@@ -622,7 +636,11 @@ def evaluation_probe(
     ψ sees every training image twice: as is and Gaussian-blurred (σ drawn from 0.5-2 px), so
     that it reads attributes off a VAE's smoother images too. (Measured: a probe trained on sharp
     images only read eyeglasses at 100% on real faces but at chance on generated faces that all
-    visibly wore glasses.)"""
+    visibly wore glasses.)
+
+    ψ trains for at most ``probe_epochs`` epochs: it stops earlier once its accuracy on fresh
+    factorial items has stopped rising (:func:`probe_early_stopping`); ``probe.fit_record`` (in
+    ``eval.json`` as ``probe_fit``) holds the epochs run and that accuracy per epoch."""
     path = run / ("probe_factorial.pt" if source is not None else "probe.pt")
     if path.is_file():  # cached per design: an older observational probe.pt is not reused
         return ImageProbe.load(path, config.device)
@@ -643,9 +661,25 @@ def evaluation_probe(
         seed=config.seed,
         batch_size=config.probe_batch_size,
         device=config.device,
+        early_stopping=probe_early_stopping(source, model.image_size, config),
     )
     probe.save(path)
     return probe
+
+
+def probe_early_stopping(
+    source: Mapping[str, Any] | None, size: int, config: EvaluationConfig
+) -> EarlyStopping | None:
+    """ψ's early stopping (:class:`~causalscene.probes.EarlyStopping`): on ``probe_heldout``
+    fresh factorial items of ``source`` (seed ``[seed, 2]``: neither ψ's training items nor those
+    of :func:`probe_heldout_accuracy`). None (every epoch runs) with ``probe_patience`` 0 or
+    without a renderer (observational data keeps its spare images for the counterfactuals)."""
+    if source is None or config.probe_patience == 0:
+        return None
+    rng = np.random.default_rng([config.seed, 2])
+    n = config.probe_heldout
+    held, codes = factorial_training_set(source, n, size, rng, procgen.default_workers())
+    return EarlyStopping(held, codes, config.probe_patience, config.probe_tolerance)
 
 
 def probe_heldout_accuracy(

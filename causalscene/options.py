@@ -109,6 +109,8 @@ VERB_RANGES: dict[str, dict[str, Range]] = {
         "probe_epochs": _COUNT,
         "probe_images": _COUNT,
         "probe_batch_size": _COUNT,
+        "probe_patience": Range(0, integer=True),
+        "probe_tolerance": Range(0, 1),
         "seed": SEED,
     },
     "procgen": {

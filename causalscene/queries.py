@@ -24,6 +24,8 @@ Every result is a :class:`QueryResult`; a counterfactual one states its noise as
 from __future__ import annotations
 
 import itertools
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +44,14 @@ __all__ = [
     "probability_of_evidence",
     "twin_network",
     "NOISE_ASSUMPTIONS",
+    "TWIN_CACHE_SIZE",
 ]
+
+#: twin networks kept per DAG (least recently used dropped first); 0 builds one on every call
+TWIN_CACHE_SIZE = 256
+_TWINS: weakref.WeakKeyDictionary[CausalDAG, OrderedDict[frozenset, tuple[CausalDAG, dict]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 NOISE_ASSUMPTIONS = {
     "monotone": (
@@ -242,10 +251,31 @@ def twin_network(dag: CausalDAG, do: Assignment) -> tuple[CausalDAG, dict[str, s
     node downstream of an intervened node (intervened nodes are fixed in the copy). Nodes that the
     intervention cannot reach are shared between the worlds.
 
+    The twin of one ``(dag, do)`` is built once and kept (:data:`TWIN_CACHE_SIZE` per DAG, while
+    the DAG lives): the same object answers again, so the elimination compiled for it
+    (:func:`causalscene.elimination.compile_dag`, its plans) is reused too. DAGs are not mutated
+    (``with_cpts`` and friends return copies), so a kept twin never goes stale.
+
     Returns:
         the twin DAG and a map ``{node: name of its counterfactual copy}`` (itself where shared).
     """
     fixed = dag.check_assignment(do, "do")
+    if TWIN_CACHE_SIZE <= 0:
+        return _build_twin(dag, fixed)
+    kept = _TWINS.setdefault(dag, OrderedDict())
+    key = frozenset(fixed.items())
+    if key in kept:
+        kept.move_to_end(key)
+    else:
+        kept[key] = _build_twin(dag, fixed)
+        while len(kept) > TWIN_CACHE_SIZE:
+            kept.popitem(last=False)
+    twin, cf_name = kept[key]
+    return twin, dict(cf_name)
+
+
+def _build_twin(dag: CausalDAG, fixed: Mapping[str, int]) -> tuple[CausalDAG, dict[str, str]]:
+    """The twin network of :func:`twin_network` for validated ``fixed`` ({node: state index})."""
     affected = set(fixed)
     for intervened in fixed:
         affected |= dag.descendants(intervened)

@@ -71,6 +71,24 @@ CASES = {
         "4",
         "--json",
     ],
+    # a tiny rpg run (not timed), then evaluate with the old settings, the twin cache, and both
+    "bench_evaluate.py": [
+        "--device",
+        "cpu",
+        "--images",
+        "200",
+        "--size",
+        "32",
+        "--probe-epochs",
+        "3",
+        "--probe-images",
+        "200",
+        "--n-per-state",
+        "2",
+        "--n-counterfactual",
+        "8",
+        "--json",
+    ],  # fmt: skip
     # the shipped probe's trainer (GPU in use), here a 64-image probe for one epoch on the CPU
     "pretrained_probe.py": ["rpg", "--images", "64", "--epochs", "1", "--device", "cpu"],
 }
@@ -90,6 +108,8 @@ def test_benchmark_runs_with_tiny_flags(script, tmp_path):
     if "--json" in CASES[script]:
         last = [line for line in out.splitlines() if line.startswith("{")][-1]
         assert json.loads(last)
+    if script == "bench_evaluate.py":  # the kept twins change no number of eval.json
+        assert json.loads(last)["cache_identical"] is True
 
 
 @pytest.mark.slow

@@ -255,6 +255,13 @@ def test_evaluate_verb_on_procgen_data(tmp_path, dag_path, capsys):
     assert reported["n"] == 1000 and set(reported["accuracy"]) == set(result["fidelity"])
     for node, acc in reported["accuracy"].items():
         assert acc == pytest.approx(float((predicted[node] == codes[node]).mean()), abs=1e-12)
+    # ψ's early stopping read 1,000 other fresh items (seed [0, 2]); its last reading, recounted
+    fit = result["probe_fit"]
+    assert fit["epochs_max"] == 1 and fit["epochs_run"] == 1 and fit["heldout_n"] == 1000
+    watched, codes = factorial_training_set(
+        {"generator": "faces", "options": {}}, 1000, 32, np.random.default_rng([0, 2])
+    )
+    assert fit["heldout_accuracy"][-1] == pytest.approx(probe.accuracy(watched, codes), abs=1e-12)
     assert (
         main(
             [

@@ -607,6 +607,8 @@ def test_every_numeric_flag_at_0_minus1_nan_inf(verb, flag, value, tmp_path, cap
             "beta2",
             "invert_prior",  # latent inversion without a prior penalty (its default)
             "min_accuracy",  # keep every pair, however poorly its probes separate
+            "probe_patience",  # evaluate's probe runs every epoch
+            "probe_tolerance",  # any held-out gain counts
         )
         return
     try:

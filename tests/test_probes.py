@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
+from torch.nn import functional as F
 
-from causalscene.probes import ImageProbe, LatentProbe, fit_logistic_batched
+from causalscene.probes import EarlyStopping, ImageProbe, LatentProbe, fit_logistic_batched
 from causalscene.tensors import to_float_images
 
 
@@ -115,6 +116,70 @@ def test_image_probe_learns_attributes_and_round_trips(tmp_path):
     np.testing.assert_allclose(p_uint8["b"], p_float["b"], atol=1e-6)
     loaded = ImageProbe.load(probe.save(tmp_path / "probe.pt"))
     np.testing.assert_allclose(loaded.predict_proba(images[test])["a"], p_uint8["a"], atol=1e-6)
+
+
+def test_early_stopping_stops_on_an_easy_task_at_the_full_schedules_accuracy(tmp_path):
+    """Planted toy attributes (learnt in a few epochs): with patience 2 ψ stops well before the
+    12-epoch maximum, its epochs are the full schedule's first ones bit for bit, and on a third,
+    independent set its accuracy is the full schedule's within 0.02 (stated tolerance)."""
+    rng = np.random.default_rng(3)
+    images, labels = _toy_images(900, rng)
+    train, watch, test = slice(0, 400), slice(400, 600), slice(600, 900)
+    part = {k: {n: v[s] for n, v in labels.items()} for k, s in (("tr", train), ("w", watch))}
+    full = ImageProbe({"a": 2, "b": 3}, 16).fit(images[train], part["tr"], epochs=12, seed=0)
+    rule = EarlyStopping(images[watch], part["w"], patience=2, tolerance=0.005)
+    early = ImageProbe({"a": 2, "b": 3}, 16).fit(
+        images[train], part["tr"], epochs=12, seed=0, early_stopping=rule
+    )
+    record = early.fit_record
+    run = record["epochs_run"]
+    assert run < 12 and record["epochs_max"] == 12 and len(early.history) == run
+    assert early.history == full.history[:run]  # same draws: no RNG in the held-out reading
+    # the record: recounted accuracy on the watched set after the last epoch
+    last = early.accuracy(images[watch], part["w"])
+    assert record["heldout_accuracy"][-1] == pytest.approx(last, abs=1e-12)
+    assert record["heldout_n"] == 200 and len(record["heldout_accuracy"]) == run
+    # stopped because the last `patience` epochs raised no attribute above its best + tolerance
+    curve = record["heldout_accuracy"]
+    best = {k: max(e[k] for e in curve[: run - 2]) for k in curve[0]}
+    assert all(e[k] <= best[k] + 0.005 for e in curve[run - 2 :] for k in e)
+    truth = {k: v[test] for k, v in labels.items()}
+    got, ref = early.accuracy(images[test], truth), full.accuracy(images[test], truth)
+    assert all(abs(got[k] - ref[k]) <= 0.02 for k in ref), (got, ref)
+    loaded = ImageProbe.load(early.save(tmp_path / "probe.pt"))
+    assert loaded.fit_record == record
+    with pytest.raises(ValueError, match="patience >= 0"):
+        EarlyStopping(images[watch], part["w"], patience=-1)
+
+
+def test_image_probe_loss_is_the_sum_of_mean_cross_entropies_over_known_labels():
+    """One full-batch step's recorded loss = Σ_node mean cross-entropy over that node's known
+    labels (missing codes -1 left out; a node with none adds 0), from the starting weights."""
+    rng = np.random.default_rng(6)
+    images, labels = _toy_images(96, rng)
+    labels["a"][:20] = -1
+    labels["c"] = np.full(96, -1)  # no label at all
+    cards = {"a": 2, "b": 3, "c": 2}
+    start = ImageProbe(cards, 16).fit(images, labels, epochs=0, seed=0)  # the starting weights
+    with torch.no_grad():
+        logits = start(to_float_images(images))
+    expected = 0.0
+    for name in ("a", "b"):
+        keep = labels[name] >= 0
+        target = torch.as_tensor(labels[name][keep])
+        expected += float(F.cross_entropy(logits[name][torch.as_tensor(keep)], target))
+    probe = ImageProbe(cards, 16).fit(images, labels, epochs=1, seed=0, batch_size=96)
+    assert probe.history[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_early_stopping_with_patience_zero_runs_every_epoch():
+    rng = np.random.default_rng(4)
+    images, labels = _toy_images(120, rng)
+    rule = EarlyStopping(images[:40], {"a": labels["a"][:40]}, patience=0)
+    probe = ImageProbe(["a"], 16).fit(
+        images[40:], {"a": labels["a"][40:]}, epochs=3, seed=0, early_stopping=rule
+    )
+    assert probe.fit_record["epochs_run"] == 3 and len(probe.fit_record["heldout_accuracy"]) == 3
 
 
 def test_image_probe_missing_labels_ignored_and_bad_input():

@@ -71,6 +71,38 @@ def test_rpg_fight_against_brute_force(dag_path):
     assert np.abs(got - ref).max() < 1e-9
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_twin_cache_answers_bit_identically(seed, monkeypatch, dag_path):
+    """Counterfactuals through kept twin networks equal freshly built ones bit for bit, and the
+    brute-force enumeration; one (DAG, do) builds one twin, and the cache stays bounded."""
+    dag = random_dag(seed, 7, 3) if seed else CausalDAG.from_yaml(dag_path("rpg_fight"))
+    rng = np.random.default_rng(200 + seed)
+    cases = []
+    for _ in range(12):  # few do's, many factual worlds: the evaluate pattern
+        targets = _pick(dag, rng, k=2)
+        do = _codes(dag, rng, _pick(dag, rng, targets, k=1 + int(rng.integers(2))))
+        cases.append((targets, _possible_evidence(dag, rng, (), k=3), do))
+    cases += cases[:4]  # asked again: answered from the kept twins
+    monkeypatch.setattr(queries, "TWIN_CACHE_SIZE", 0)
+    fresh = [queries.counterfactual(dag, t, f, d).probs for t, f, d in cases]
+    first = cases[0][2]
+    assert queries.twin_network(dag, first)[0] is not queries.twin_network(dag, first)[0]
+    monkeypatch.setattr(queries, "TWIN_CACHE_SIZE", 256)
+    kept = [queries.counterfactual(dag, t, f, d).probs for t, f, d in cases]
+    for (t, f, d), a, b in zip(cases, fresh, kept):
+        assert np.array_equal(a, b)
+        assert np.abs(b - brute_counterfactual(dag, t, f, d)).max() < 1e-9
+    twin, names = queries.twin_network(dag, cases[0][2])
+    assert queries.twin_network(dag, cases[0][2])[0] is twin
+    names.clear()  # the caller's copy: the kept map is untouched
+    assert queries.twin_network(dag, cases[0][2])[1]
+    monkeypatch.setattr(queries, "TWIN_CACHE_SIZE", 2)
+    copy = dag.with_cpts({})  # another DAG object: twins of its own
+    for _, _, d in cases:
+        queries.twin_network(copy, d)
+    assert len(queries._TWINS[copy]) == 2 and len(queries._TWINS[dag]) > 2
+
+
 def test_condition_and_do_differ_upstream_in_tutorial(dag_path):
     dag = CausalDAG.from_yaml(dag_path("rpg_fight"))
     prior = queries.condition(dag, ["actor_attack"]).probs

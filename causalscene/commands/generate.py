@@ -76,6 +76,19 @@ def register(subparsers) -> None:
     p.add_argument("--probe-epochs", type=int, default=4)
     p.add_argument("--probe-images", type=int, default=3000)
     p.add_argument("--probe-batch-size", type=int, default=128, help="images per probe step")
+    p.add_argument(
+        "--probe-patience",
+        type=int,
+        default=2,
+        help="stop the probe's training after this many epochs without a held-out accuracy "
+        "gain on fresh factorial items (0: run every --probe-epochs epoch)",
+    )
+    p.add_argument(
+        "--probe-tolerance",
+        type=float,
+        default=0.005,
+        help="the least held-out accuracy gain (of any node) that counts as one",
+    )
     add_json(p, "the headline scores (all are in RUN/eval.json)", always=True)
     add_seed(p)
     add_device(p)
@@ -148,6 +161,8 @@ def _evaluate(args) -> int:
         probe_epochs=args.probe_epochs,
         probe_images=args.probe_images,
         probe_batch_size=args.probe_batch_size,
+        probe_patience=args.probe_patience,
+        probe_tolerance=args.probe_tolerance,
         seed=args.seed,
         device=args.device,
     )
