@@ -15,6 +15,9 @@ For a generator with latent z (Generator protocol: ``encode``, ``decode``, ``sam
 4. GATE(c→e) = 1/k Σ_i [Y_e(z_i(do(c=1))) − Y_e(z_i(do(c=0)))], with the latent outcome
    Y_e = φ_e (eq. 8) or the image outcome Y_e = ψ_e(decode(·)), ψ an image classifier (eq. 9).
    τ(c, e) = |GATE(c→e)| − |GATE(e→c)|; τ > 0 supports c → e.
+   ``estimator="calibrated"`` reads every outcome on one common scale instead: its logit over
+   its own slope along its own normal (:func:`scaled_outcomes`), so that τ no longer follows
+   which probe is sharper.
 5. Significance: permutation null — shuffle the treatment's labels, refit its probe, recompute
    GATE; all refits of all attributes are one batched Newton problem. p = (1 + #{|null| ≥ |obs|})
    / (1 + P). MMD (RBF kernel, median heuristic) between p(z | m = 1) and the counterfactual
@@ -61,6 +64,7 @@ __all__ = [
     "counterfactual_latents",
     "gate",
     "tau",
+    "scaled_outcomes",
     "permutation_null",
     "mmd",
     "alpha_sweep",
@@ -76,6 +80,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("shift", "cross")
 OUTCOMES = ("latent", "image")
+ESTIMATORS = ("paper", "calibrated")
 
 
 @dataclass
@@ -85,6 +90,9 @@ class CageConfig:
     alpha: float = 1.0  #: step size α of eq. 4 (latent units)
     mode: str = "shift"  #: "shift" (z ± α ĥ) or "cross" (step past the boundary by α)
     outcome: str = "latent"  #: "latent" (φ_e, eq. 8) or "image" (ψ_e ∘ decode, eq. 9)
+    #: "paper" (outcomes as probabilities) or "calibrated" (outcomes as logits over their own
+    #: slope along their own normal: :func:`scaled_outcomes`)
+    estimator: str = "paper"
     num_latents: int = 10_000  #: k, latents sampled from the prior
     permutations: int = 200  #: P, shuffles of the permutation null
     null_latents: int | None = None  #: latents used by the null (default k; 512 for images)
@@ -104,6 +112,8 @@ class CageConfig:
             raise ValueError(f"mode must be one of {MODES}, got '{self.mode}'")
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got '{self.outcome}'")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got '{self.estimator}'")
         if self.num_latents < 2:
             raise ValueError(f"num_latents must be >= 2, got {self.num_latents}")
         if self.permutations < 1:
@@ -269,6 +279,48 @@ def gate(
     else:
         y1, y0 = outcome_fn(cf.z_do1), outcome_fn(cf.z_do0)
     return float((y1 - y0).mean())
+
+
+def scaled_outcomes(
+    z: torch.Tensor,
+    probe: LatentProbe,
+    attributes: Sequence[str],
+    base: Mapping[str, OutcomeFn] | None = None,
+    delta: float = 0.1,
+) -> dict[str, OutcomeFn]:
+    """The calibrated estimator's outcomes, on one common scale: Y_m(z) = logit P(m = 1 | z) / κ_m,
+    κ_m the mean slope of that logit along m's own normal ĥ_m (central difference ±``delta`` over
+    ``z: [K, D]``), so a unit latent step along ĥ_m moves Y_m by one on average, whichever
+    attribute's probe is sharper.
+
+    ``base=None``: the latent probes, where Y_m = (w_mᵀz + b_m)/‖w_m‖ is the signed distance to
+    m's boundary; with it GATE(c→e) = GATE(e→c) = α cos(ĥ_c, ĥ_e) exactly in shift mode (two
+    hyperplanes carry no direction). Else ``base[m](z)`` (ψ_m ∘ decode, eq. 9) read as a logit."""
+    out: dict[str, OutcomeFn] = {}
+    for m in attributes:
+        logit = _logit_fn(probe, m, base)
+        h = probe.normal(m).to(z.dtype)
+        kappa = float((logit(z + delta * h) - logit(z - delta * h)).mean()) / (2 * delta)
+        if not abs(kappa) > 1e-9:
+            raise ValueError(f"attribute '{m}': its outcome does not respond along its own normal")
+        out[m] = _scaled(logit, kappa)
+    return out
+
+
+def _logit_fn(probe: LatentProbe, m: str, base: Mapping[str, OutcomeFn] | None) -> OutcomeFn:
+    if base is None:
+        return lambda u: probe.logits(u, m)
+    fn = base[m]
+
+    def logit(u: torch.Tensor) -> torch.Tensor:
+        p = fn(u).clamp(1e-6, 1 - 1e-6)
+        return torch.log(p) - torch.log1p(-p)
+
+    return logit
+
+
+def _scaled(logit: OutcomeFn, kappa: float) -> OutcomeFn:
+    return lambda u: logit(u) / kappa
 
 
 def tau(gate_ce: float, gate_ec: float) -> float:
@@ -562,6 +614,8 @@ def run_cage(
     probe.fit(z_train, sub_labels, holdout=config.holdout, seed=config.seed)
     zk = _prior_latents(probe, config, latents, generator)
     outcome_fns = _outcome_fns(config, involved, generator, image_probe)
+    if config.estimator == "calibrated":
+        outcome_fns = scaled_outcomes(zk, probe, involved, outcome_fns)
     null_k = config.null_latents or (len(zk) if config.outcome == "latent" else min(len(zk), 512))
     log.info(
         "permutation null: %d attributes x %d permutations", len(involved), config.permutations

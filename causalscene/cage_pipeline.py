@@ -274,7 +274,13 @@ def analyze_generator(
     read an effect partly off its cause (the DAG's correlation), so a move along the cause's
     direction would seem to change the effect: the very GATE CAGE measures
     (:func:`causalscene.probes.factorial_source`)."""
-    from causalscene.cage import alpha_sweep, compare_with_dag, image_outcome, run_cage
+    from causalscene.cage import (
+        alpha_sweep,
+        compare_with_dag,
+        image_outcome,
+        run_cage,
+        scaled_outcomes,
+    )
 
     config = replace(config, device=str(resolve_device(config.device)))  # auto → cuda or cpu
     out = Path(out)
@@ -297,6 +303,8 @@ def analyze_generator(
     if config.outcome == "image":
         assert image_probe is not None
         fns = {a: image_outcome(generator, image_probe, a) for a in involved}
+    if config.estimator == "calibrated":  # the sweep on the scale the GATEs were measured on
+        fns = scaled_outcomes(result.latents, result.probe, involved, fns)
     latents = result.latents
     sweep_z = latents[: min(len(latents), 2000 if config.outcome == "image" else len(latents))]
     result.sweep = alpha_sweep(sweep_z, result.probe, pair_list, alphas, config.mode, fns)

@@ -1,7 +1,7 @@
 """``causalscene cage RUN``: CAGE (Bose, Monti & Grover, TMLR 2022) on a trained generator.
 
 ``causalscene cage RUN --pairs a:b[,c:d ...] | --all-pairs [--alpha A] [--mode shift|cross]
-[--outcome latent|image] [--permutations 200] [--num-latents 10000] [--device D] [--seed K]
+[--outcome latent|image] [--estimator paper|calibrated] [--permutations 200] [--num-latents 10000] [--device D] [--seed K]
 --out DIR [--json]`` writes into DIR what :func:`causalscene.cage_pipeline.analyze_run` writes:
 ``cage.json`` (everything), ``tau_table.csv``, ``tau_vs_alpha.png``, ``null_histograms.png``,
 ``counterfactuals_<c>_<e>.png`` and, with a DAG, ``dag_comparison.{csv,json,png}``.
@@ -41,6 +41,13 @@ def register(subparsers) -> None:
     p.add_argument("--alphas", default=None, help="α sweep, comma-separated (default 0.25…4)")
     p.add_argument("--mode", choices=["shift", "cross"], default="shift")
     p.add_argument("--outcome", choices=["latent", "image"], default="latent")
+    p.add_argument(
+        "--estimator",
+        choices=["paper", "calibrated"],
+        default="paper",
+        help="GATE outcomes as probabilities (paper) or as logits on one common scale "
+        "(calibrated: cage.scaled_outcomes)",
+    )
     p.add_argument("--permutations", type=int, default=200)
     p.add_argument("--num-latents", type=int, default=10_000)
     p.add_argument("--min-accuracy", type=float, default=0.75, help="separability threshold")
@@ -92,6 +99,7 @@ def _main(args) -> int:
         alpha=args.alpha,
         mode=args.mode,
         outcome=args.outcome,
+        estimator=args.estimator,
         num_latents=args.num_latents,
         permutations=args.permutations,
         min_accuracy=args.min_accuracy,
