@@ -171,8 +171,11 @@ def test_cage_reversal_tiny(tmp_path):
     paper = [c["tau_recovered"] for c in m["cells"] if c["estimator"] == "paper"]
     assert m["paper_min_tau_recovered"] == min(paper)
     assert result["holds"] == (min(paper) >= 0.9)
-    for name in ("paper", "calibrated"):
+    for name in ("paper", "calibrated", "image_paper", "image_calibrated"):
         faces = m["faces"][name]
         scores = direction_scores(faces["rows"])
         assert faces["edges"] == pytest.approx(scores["edges"], nan_ok=True)
     assert 0 <= m["faces"]["closed_form_sign_agreement"] <= 1
+    for name in ("image_paper", "image_calibrated"):  # the image outcome: the DAG's edges only
+        rows = m["faces"][name]["rows"]
+        assert {r["relation"] for r in rows} <= {"c->e"} and len(rows) == 7

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from causalscene.cage import (
+    ESTIMATORS,
     OutcomeFn,
     gate,
     image_outcome,
@@ -51,7 +52,6 @@ __all__ = [
     "sharpness",
 ]
 
-ESTIMATORS = ("paper", "calibrated")
 ALPHA_UNITS = ("latent", "margin")
 
 
@@ -355,12 +355,42 @@ def _faces_both(context: Context) -> dict[str, Any]:
         dag=CausalDAG.shipped("faces"),
         figures=False,
     )
+    analyses = {"paper": paper, "calibrated": calibrated}
+    analyses.update(_faces_image_outcome(context, trained, paper.result.config))
     out: dict[str, Any] = {}
-    for name, analysis in (("paper", paper), ("calibrated", calibrated)):
+    for name, analysis in analyses.items():
         assert analysis.comparison is not None  # a DAG was given
         out[name] = {**analysis.comparison.scores, "rows": analysis.comparison.rows}
     out["closed_form_sign_agreement"] = _closed_form_agreement(paper.result)
     return out
+
+
+def _faces_image_outcome(context: Context, trained: Any, config: Any) -> dict[str, Any]:
+    """The image outcome (eq. 9, ψ trained on the faces renderer's factorial design) with both
+    estimators on the faces DAG's edges between binary attributes (``image_paper``,
+    ``image_calibrated``); each fits the same ψ (same data, seed and device)."""
+    from dataclasses import replace
+
+    from causalscene.cage_pipeline import analyze_generator
+    from causalscene.dag import CausalDAG
+
+    dag = CausalDAG.shipped("faces")
+    edges = [f"{c}:{e}" for c, e in dag.edges if dag.cardinality(c) == dag.cardinality(e) == 2]
+    found: dict[str, Any] = {}
+    for estimator in ESTIMATORS:
+        analysis = analyze_generator(
+            trained.model,
+            trained.images,
+            trained.labels,
+            ",".join(edges),
+            replace(config, outcome="image", estimator=estimator),
+            context.out / f"cage_image_{estimator}",
+            dag=dag,
+            data=trained.data,
+            figures=False,
+        )
+        found[f"image_{estimator}"] = analysis
+    return found
 
 
 def _closed_form_agreement(result: Any) -> float:
