@@ -32,3 +32,30 @@ def dag_path():
         return str(shipped_dag_path(name))  # the package data, as an installed package finds it
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """``(run, data)``: a plain VAE trained for one epoch on 96 procedural faces (32 px), shared
+    by the CAGE tests."""
+    from causalscene import procgen
+    from causalscene.model import PlainVAE
+    from causalscene.train import TrainConfig, fit
+
+    root = tmp_path_factory.mktemp("tiny_plain_faces")
+    data = procgen.make_dataset("faces", 96, 32, 0, root / "faces")
+    run = root / "run"
+    config = TrainConfig(
+        data=str(data),
+        dag="faces",
+        out=str(run),
+        epochs=1,
+        latent_dim=4,
+        base_channels=8,
+        no_dag=True,
+        device="cpu",
+        progress=False,
+        batch_size=32,
+    )
+    fit(PlainVAE(32, latent_dim=4, base_channels=8), str(data), config, out=run)
+    return run, data

@@ -285,32 +285,6 @@ def test_compare_with_dag_scores_only_reliable(dag_path, tmp_path):
 # ------------------------------------------------------------------ the `cage` verb, reproductions
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A plain VAE trained for one epoch on 96 procedural faces (32 px)."""
-    from causalscene import procgen
-    from causalscene.model import PlainVAE
-    from causalscene.train import TrainConfig, fit
-
-    root = tmp_path_factory.mktemp("cage_cli")
-    data = procgen.make_dataset("faces", 96, 32, 0, root / "faces")
-    run = root / "run"
-    config = TrainConfig(
-        data=str(data),
-        dag="faces",
-        out=str(run),
-        epochs=1,
-        latent_dim=4,
-        base_channels=8,
-        no_dag=True,
-        device="cpu",
-        progress=False,
-        batch_size=32,
-    )
-    fit(PlainVAE(32, latent_dim=4, base_channels=8), str(data), config, out=run)
-    return run, data
-
-
 def test_cage_verb_writes_tables_and_figures(tiny_run, tmp_path, capsys):
     run, data = tiny_run
     out = tmp_path / "cage"

@@ -106,34 +106,11 @@ def test_paper_tau_flips_with_sharpness_on_the_planted_generator():
 
 
 # ------------------------------------------------------------------ the CLI flag
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from causalscene import procgen
-    from causalscene.model import PlainVAE
-    from causalscene.train import TrainConfig, fit
-
-    root = tmp_path_factory.mktemp("reversal_cli")
-    data = procgen.make_dataset("faces", 96, 32, 0, root / "faces")
-    config = TrainConfig(
-        data=str(data),
-        dag="faces",
-        out=str(root / "run"),
-        epochs=1,
-        latent_dim=4,
-        base_channels=8,
-        no_dag=True,
-        device="cpu",
-        progress=False,
-        batch_size=32,
-    )
-    fit(PlainVAE(32, latent_dim=4, base_channels=8), str(data), config, out=root / "run")
-    return root / "run"
-
-
 def test_cage_verb_estimator_flag(tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
     out = tmp_path / "cal"
     flags = ["--pairs", "gender:age", "--permutations", "3", "--num-latents", "100", "--json"]
-    code = cli.main(["cage", str(tiny_run), *flags, "--estimator", "calibrated", "--out", str(out)])
+    code = cli.main(["cage", str(run), *flags, "--estimator", "calibrated", "--out", str(out)])
     assert code == 0
     payload = json.loads((out / "cage.json").read_text())
     assert payload["config"]["estimator"] == "calibrated"
@@ -141,7 +118,7 @@ def test_cage_verb_estimator_flag(tiny_run, tmp_path, capsys):
     assert pair["tau"] == pytest.approx(abs(pair["gate_ce"]) - abs(pair["gate_ec"]))
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:  # argparse's choices: exit 2, one error line
-        cli.main(["cage", str(tiny_run), *flags, "--estimator", "best", "--out", str(out)])
+        cli.main(["cage", str(run), *flags, "--estimator", "best", "--out", str(out)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "--estimator" in err[-1] and "invalid choice" in err[-1]

@@ -353,18 +353,11 @@ def reproduce_cage_manipulation(context: Context) -> Measured:
     between binary attributes, then both protocols on each reliably probed edge (module
     docstring); ``manipulated.npz`` holds every set's pieces."""
     from causalscene.dag import CausalDAG
-    from causalscene.reproductions.bose2022 import _plain_vae_cage
+    from causalscene.reproductions.bose2022 import faces_vae_cage
 
     dag = CausalDAG.shipped("faces")
     edges = [(c, e) for c, e in dag.edges if dag.cardinality(c) == dag.cardinality(e) == 2]
-    trained, analysis = _plain_vae_cage(
-        context,
-        "faces",
-        ",".join(f"{c}:{e}" for c, e in edges),
-        n_images=context.pick(300, 4_000, 20_000),
-        latent_dim=context.pick(4, 16, 32),
-        figures=False,
-    )
+    trained, analysis = faces_vae_cage(context, ",".join(f"{c}:{e}" for c, e in edges))
     result = analysis.result
     reliable = [(p.cause, p.effect) for p in result.pairs if p.reliable]
     judges, report = _judges(context, trained)

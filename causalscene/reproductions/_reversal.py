@@ -335,16 +335,9 @@ def _faces_both(context: Context) -> dict[str, Any]:
 
     from causalscene.cage_pipeline import analyze_generator
     from causalscene.dag import CausalDAG
-    from causalscene.reproductions.bose2022 import _plain_vae_cage
+    from causalscene.reproductions.bose2022 import faces_vae_cage
 
-    trained, paper = _plain_vae_cage(
-        context,
-        "faces",
-        None,
-        n_images=context.pick(300, 4_000, 20_000),
-        latent_dim=context.pick(4, 16, 32),
-        figures=False,
-    )
+    trained, paper = faces_vae_cage(context)
     calibrated = analyze_generator(
         trained.model,  # type: ignore[arg-type]
         trained.images,
