@@ -118,6 +118,7 @@ _SCRIPT = textwrap.dedent(
     )
     with open(os.path.join(sys.argv[1], "rank%d.json" % rank), "w") as f:
         json.dump(result, f)
+    torch.distributed.destroy_process_group()  # no gloo thread left running at exit
     """
 )
 

@@ -206,6 +206,7 @@ _DDP_SCRIPT = textwrap.dedent(
     model = CausalVAE(dag, 16, 3, base_channels=4)
     history = fit(model, data, cfg, out=sys.argv[1])
     torch.save(model.state_dict(), os.path.join(sys.argv[1], "rank%s.pt" % os.environ["RANK"]))
+    torch.distributed.destroy_process_group()  # no gloo thread left running at exit
     """
 )
 

@@ -44,6 +44,16 @@ def join_process_group(device: torch.device) -> tuple[torch.device, int, int]:
     return device, world, rank
 
 
+def leave_process_group() -> None:
+    """Destroy the process group this process joined (nothing without one). A process that exits
+    with gloo's threads still running can abort ("terminate called without an active
+    exception"), which torchrun reports as a failed rank."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def wrap_ddp(objective: nn.Module, device: torch.device, world: int) -> nn.Module:
     """``objective`` in ``DistributedDataParallel`` when there are several processes (it
     broadcasts rank 0's parameters now and averages gradients in ``backward``)."""

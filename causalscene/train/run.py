@@ -20,6 +20,7 @@ from causalscene.dag import CausalDAG, is_shipped_name
 from causalscene.model import CausalVAE, PlainVAE, Trainable
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import load_dataset
+from causalscene.train.distributed import leave_process_group
 from causalscene.train.loop import fit
 from causalscene.utils import atomic_write_json, set_seed
 
@@ -64,7 +65,10 @@ def train_run(config: TrainConfig, resume: bool = False) -> tuple[Trainable, lis
     data = load_dataset(config.data, dag, config.max_images)
     set_seed(config.seed)
     model = new_model(config, dag, image_size=data[0].shape[1])
-    history = fit(model, data, config, out=config.out, resume=resume)
+    try:
+        history = fit(model, data, config, out=config.out, resume=resume)
+    finally:  # under torchrun: every collective is done (fit ends with the ranks' check)
+        leave_process_group()
     if isinstance(model, CausalVAE) and model.learn_cpts and config.out:
         write_learned_cpts(model, Path(config.out))
     return model, history
