@@ -64,6 +64,7 @@ __all__ = [
     "counterfactual_latents",
     "gate",
     "tau",
+    "infer_direction",
     "scaled_outcomes",
     "permutation_null",
     "mmd",
@@ -574,7 +575,7 @@ class CageResult:
         }
 
 
-def _infer(gate_ce: float, gate_ec: float, p_ce: float, p_ec: float, level: float) -> str:
+def infer_direction(gate_ce: float, gate_ec: float, p_ce: float, p_ec: float, level: float) -> str:
     """Direction from the sign of τ, kept only when the larger GATE is significant (p < level).
 
     (``p_tau`` is reported but not used here: its null — τ from two random refitted directions —
@@ -734,7 +735,7 @@ def _pair_result(
         accuracy_c=acc_c,
         accuracy_e=acc_e,
         reliable=reliable,
-        inferred=_infer(g_ce_n, g_ec_n, p_ce, p_ec, config.level),
+        inferred=infer_direction(g_ce_n, g_ec_n, p_ce, p_ec, config.level),
         null_ce=n_ce.tolist(),
         null_ec=n_ec.tolist(),
         null_tau=n_tau.tolist(),

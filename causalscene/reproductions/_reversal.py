@@ -35,6 +35,7 @@ from causalscene.cage import (
     OutcomeFn,
     gate,
     image_outcome,
+    infer_direction,
     p_value,
     permutation_null,
     scaled_outcomes,
@@ -199,7 +200,9 @@ def planted_cell(
                     "mode": mode,
                     "alpha_units": units,
                     **found,
-                    "inferred": _infer_direction(found, level),
+                    "inferred": infer_direction(
+                        found["gate_ce"], found["gate_ec"], found["p_ce"], found["p_ec"], level
+                    ),
                 }
             )
     sharp = {m: sharpness(zk, probe, m) for m in ("c", "e")}
@@ -251,16 +254,6 @@ def _directions(
         out[f"p_{c}{e}"] = p_value(observed, nulls[steps[c]].gates[(c, e)])
     out["tau"] = tau(out["gate_ce"], out["gate_ec"])
     return out
-
-
-def _infer_direction(found: Mapping[str, float], level: float) -> str:
-    """CAGE's rule (:func:`causalscene.cage._infer`): the sign of τ, kept when the larger GATE's
-    p-value is below ``level``; else "none"."""
-    if found["tau"] > 0 and found["p_ce"] < level:
-        return "c->e"
-    if found["tau"] < 0 and found["p_ec"] < level:
-        return "e->c"
-    return "none"
 
 
 def grid_preset(context: Context) -> GridPreset:
