@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from causalscene.probes import ImageProbe, factorial_training_set
-from causalscene.tensors import to_float_images
+from causalscene.tensors import to_float_images, to_uint8_images
 
 __all__ = [
     "FeatureNetwork",
@@ -253,7 +253,7 @@ def evaluation_frechet(
         what = f"the run's held-out split ({len(hold)} images)"
     n = min(len(images), max_samples)
     generated, _ = sample_images(model, n=n, seed=seed)
-    samples = (generated.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    samples = to_uint8_images(generated)
     if network is None:
         cache = run / "frechet_features.pt"
         network = feature_network(source, images.shape[1], n_images, epochs, seed, cache, device)

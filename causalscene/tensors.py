@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seeded_generator", "to_float_images"]
+__all__ = ["resolve_device", "seeded_generator", "to_float_images", "to_uint8_images"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -69,3 +69,9 @@ def to_float_images(images: Any, device: str | torch.device | None = None) -> to
     else:
         raise ValueError(f"images must be uint8 or float, got dtype {images.dtype}")
     return out.to(device) if device is not None else out
+
+
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """A generator's float ``[N, C, H, W]`` images in [0, 1] as the dataset format, uint8
+    ``[N, H, W, C]`` numpy (clamped to [0, 1], rounded): the inverse of :func:`to_float_images`."""
+    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from torch.nn import functional as F
 
 from causalscene.probes import EarlyStopping, ImageProbe, LatentProbe, fit_logistic_batched
-from causalscene.tensors import to_float_images
+from causalscene.tensors import to_float_images, to_uint8_images
 
 
 def _sklearn_fit(x, y, l2, sample_weight=None):
@@ -194,6 +194,17 @@ def test_image_probe_missing_labels_ignored_and_bad_input():
         probe.fit(images, {"a": labels["b"] + 1}, epochs=1)
     with pytest.raises(ValueError, match="must be uint8 or float"):
         to_float_images(np.zeros((2, 3, 8, 8), dtype=np.int32))
+
+
+def test_uint8_images_invert_float_images():
+    """Every uint8 NHWC image survives the round trip exactly; floats outside [0, 1] clamp and
+    the rest round to the nearest level (reference: numpy by hand)."""
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(to_uint8_images(to_float_images(images)), images)
+    x = torch.tensor([-0.5, 0.0, 0.3, 0.998, 1.7]).reshape(1, 1, 1, 5)
+    expected = np.round(np.clip(x.numpy(), 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.array_equal(to_uint8_images(x), expected)
 
 
 def test_svm_probe_option_matches_direction():

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from causalscene.reproductions._base import Context, Measured
+from causalscene.tensors import to_uint8_images
 
 if TYPE_CHECKING:
     from causalscene.probes import ImageProbe, LatentProbe
@@ -130,11 +131,9 @@ def decoded(model: Any, z: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """uint8 ``[n, H, W, C]`` images of latents ``z: [n, D]`` (the decoder's mean)."""
     device = next(model.parameters()).device
     parts = [
-        model.decode(z[s : s + batch_size].to(device).float()).clamp(0, 1)
-        for s in range(0, len(z), batch_size)
+        model.decode(z[s : s + batch_size].to(device).float()) for s in range(0, len(z), batch_size)
     ]
-    images = torch.cat(parts) if parts else torch.zeros(0, 3, 1, 1)
-    return (images * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8_images(torch.cat(parts) if parts else torch.zeros(0, 3, 1, 1))
 
 
 def real_faces(
