@@ -217,15 +217,23 @@ def _judges(context: Context, trained: TrainedVAE) -> tuple[Judges, dict[str, An
 
 
 def judge(
-    judges: Judges, model: Any, s: ManipulatedSet, c: str, e: str, seed: Any
+    judges: Judges,
+    model: Any,
+    s: ManipulatedSet,
+    c: str,
+    e: str,
+    seed: Any,
+    reals: dict[bytes, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One manipulated set's d² to real faces of its targets, mean P(real) and ψ's target
-    accuracy; and the pieces they came from (features, P(real), targets, ψ's reads)."""
+    accuracy; and the pieces they came from (features, P(real), targets, ψ's reads).
+
+    ``reals``: the real faces' features already rendered with this ``seed``, by their targets;
+    a set with the same targets (the two routes of a same-destination pair) reuses them."""
     from causalscene.quality import image_features
     from causalscene.reproductions.besserve2020 import _frechet
 
     images = decoded(model, s.z)
-    real = real_faces(c, e, s.target_c, s.target_e, judges.image_size, seed)
     pieces = {"target_c": s.target_c, "target_e": s.target_e}
     entry: dict[str, Any] = {"images": len(images), "frechet": None, "p_real": None}
     entry["targets"] = {
@@ -235,7 +243,12 @@ def judge(
     if not len(images):
         return entry, pieces
     pieces["features"] = image_features(judges.network, images)
-    pieces["real_features"] = image_features(judges.network, real)
+    reals = {} if reals is None else reals
+    key = s.target_c.tobytes() + b"|" + s.target_e.tobytes()
+    if key not in reals:
+        real = real_faces(c, e, s.target_c, s.target_e, judges.image_size, seed)
+        reals[key] = image_features(judges.network, real)
+    pieces["real_features"] = reals[key]
     pieces["p_real"] = p_real(judges.critic, images)
     reads = judges.psi.predict(images)
     pieces["psi_c"], pieces["psi_e"] = reads[c], reads[e]
@@ -282,8 +295,9 @@ def _edge(
     for p, (name, (sets, counts)) in enumerate(protocols.items()):
         seed = [context.seed, REAL_SALT, index, p]  # same seed: same-destination sets share reals
         entry: dict[str, Any] = {} if counts is None else {"sources_per_target": counts}
+        reals: dict[bytes, np.ndarray] = {}
         for kind, s in sets.items():
-            entry[kind], pieces = judge(judges, model, s, c, e, seed)
+            entry[kind], pieces = judge(judges, model, s, c, e, seed, reals)
             saved.update({f"{c}->{e}/{name}/{kind}/{k}": v for k, v in pieces.items()})
         out[name] = entry
     ss, sd = out["same_source"], out["same_destination"]
