@@ -73,6 +73,7 @@ def time_setting(run: Path, work: Path, name: str, config: Any) -> tuple[float, 
     cache, patience = SETTINGS[name]
     if patience is not None:
         config = dataclasses.replace(config, probe_patience=patience)
+    kept = queries.TWIN_CACHE_SIZE
     queries.TWIN_CACHE_SIZE = cache
     try:
         if config.device.startswith("cuda"):
@@ -83,7 +84,7 @@ def time_setting(run: Path, work: Path, name: str, config: Any) -> tuple[float, 
             torch.cuda.synchronize()
         return time.perf_counter() - tic, result
     finally:
-        queries.TWIN_CACHE_SIZE = 256
+        queries.TWIN_CACHE_SIZE = kept
 
 
 def without_timings(result: dict) -> dict:

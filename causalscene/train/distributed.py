@@ -98,8 +98,8 @@ class GradientAllReduce:
             )
         dtype, device = kinds.pop()
         self.world = world
-        self.buffer = torch.zeros(sum(p.numel() for p in self.params), dtype=dtype, device=device)
         sizes = [p.numel() for p in self.params]
+        self.buffer = torch.zeros(sum(sizes), dtype=dtype, device=device)
         self.views = [v.view(p.shape) for v, p in zip(self.buffer.split(sizes), self.params)]
 
     def __call__(self) -> None:
