@@ -35,7 +35,7 @@ def read(paths: list[Path]) -> list[dict]:
     for path in paths:
         try:
             summary = json.loads(path.read_text())
-            size = int(summary["image_size"])
+            size, _ = int(summary["image_size"]), str(summary["device"])
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: not a bench_train.py summary ({err})") from None
         rows.append({"file": str(path), "image_size": size, **summary})
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    (label, key), (_, pytorch_key) = loops(rows)[:2]  # Pyro's loop, then PyTorch's
     for r in rows:
-        label, key = loops(rows)[0]
-        ratio = r[key] / r[loops(rows)[1][1]]
+        ratio = r[key] / r[pytorch_key]
         print(f"{r['image_size']:4d} px  {label}: {r[key]:9.0f} images/s  "
               f"({r[key] * r['image_size'] ** 2 / 1e6:7.1f} Mpx/s)  ratio vs pure PyTorch {ratio:.3f}")  # fmt: skip
     print(f"device: {rows[0]['device']}")
