@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
 # Run the GPU benchmarks and write their JSON/logs into OUTDIR (default: bench_out).
-<<<<<<< HEAD
 #   bash benchmarks/run_gpu.sh OUTDIR [bench|train|fidelity|evaluate|ddp|ddp-train]
+# evaluate: evaluate's old settings against the new on the same run (bench_evaluate.py).
 # ddp: captured steps on one GPU vs 2 processes (torchrun, each its own graph with the gradients'
 #      all-reduce inside); prints the throughput ratio (goal >= 1.9). Needs 2 GPUs.
 # ddp-train: the train verb under torchrun with --cuda-graph on a small set; fit ends by checking
 #      that both ranks hold identical weights (a RuntimeError otherwise), -v logs each rank's sum.
-=======
-#   bash benchmarks/run_gpu.sh OUTDIR [bench|train|fidelity|ddp|evaluate]
->>>>>>> h-evalspeed
 # Datasets and runs go under $WORK (default /tmp).
 set -uo pipefail
 out=${1:-bench_out}

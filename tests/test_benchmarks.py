@@ -131,3 +131,11 @@ def test_bench_train_compares_each_loop_with_an_earlier_run(tmp_path):
     for loop, ratio in over.items():
         key = f"{loop}_images_per_s"
         assert ratio == pytest.approx(now[key] / before[key])
+
+
+@pytest.mark.parametrize("script", ["benchmarks/run_gpu.sh", ".ci/run", ".ci/wheel_check"])
+def test_shell_scripts_parse(script):
+    """The GPU driver and CI scripts run only on other machines; here bash at least parses them
+    (a merge's conflict markers once sat in run_gpu.sh unnoticed)."""
+    found = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
