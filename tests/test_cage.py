@@ -160,6 +160,37 @@ def test_permutation_null_matches_sklearn_loop():
         np.testing.assert_allclose(null.gates[key], values, atol=2e-4)
 
 
+@pytest.mark.parametrize("mode", ["shift", "cross"])
+def test_image_null_gates_equal_one_permutation_at_a_time(mode):
+    """The image-outcome null (several permutations' latents through the outcome in one call)
+    equals the loop over permutations written out with eq. 4 in numpy."""
+    from causalscene.cage import _image_null_gates
+
+    rng = np.random.default_rng(5)
+    zk = torch.as_tensor(rng.standard_normal((37, 4)))
+    w_t = torch.as_tensor(rng.standard_normal((9, 4)))
+    b_t = torch.as_tensor(rng.standard_normal(9))
+    v = rng.standard_normal(4)
+
+    def outcome(z):  # any row-wise outcome
+        return torch.sigmoid(z @ torch.as_tensor(v) + 0.3 * z[:, 0] ** 2)
+
+    got = _image_null_gates(zk, (w_t, b_t), outcome, 0.7, mode, rows=80)  # 2 permutations a call
+    z = zk.numpy()
+    expected = []
+    for w, b in zip(w_t.numpy(), b_t.numpy()):
+        h = w / np.linalg.norm(w)
+        logit = z @ w + b
+        distance = logit / np.linalg.norm(w)
+        step = np.full(len(z), 0.7) if mode == "shift" else 0.7 + np.abs(distance)
+        up = np.where(logit > 0, 0.0, step)  # do(1): units with m = 0 cross upwards
+        down = np.where(logit > 0, step, 0.0)
+        y1 = outcome(torch.as_tensor(z + up[:, None] * h)).numpy()
+        y0 = outcome(torch.as_tensor(z - down[:, None] * h)).numpy()
+        expected.append((y1 - y0).mean())
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_p_value_plus_one_correction():
     assert p_value(0.5, np.array([0.1, -0.2, 0.6])) == pytest.approx(2 / 4)
     assert p_value(0.5, np.zeros(99)) == pytest.approx(1 / 100)
