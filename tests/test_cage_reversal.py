@@ -124,6 +124,23 @@ def test_cage_verb_estimator_flag(tiny_run, tmp_path, capsys):
     assert "--estimator" in err[-1] and "invalid choice" in err[-1]
 
 
+def test_planted_grid_in_worker_processes_equals_one_process():
+    """Spawned workers compute each generator whole from its own seed: the same rows, in order
+    (each process with one thread, as a CPU's float sums depend on the thread count)."""
+    from causalscene.reproductions._reversal import GridPreset, planted_grid
+
+    preset = GridPreset((0.5, 4.5), 1, 300, 120, 60, 6, 200, 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers get max(1, 1 // 2) = 1 thread each
+    try:
+        one = planted_grid(preset, seed=3, workers=1)
+        two = planted_grid(preset, seed=3, workers=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(one["rows"]) == 4 * 16
+    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
+
+
 # ------------------------------------------------------------------ the reproduction
 @pytest.mark.slow
 def test_cage_reversal_tiny(tmp_path):

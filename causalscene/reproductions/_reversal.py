@@ -22,7 +22,10 @@ estimator and the calibrated one (:func:`causalscene.cage.scaled_outcomes`), bot
 from __future__ import annotations
 
 import itertools
+import logging
+import multiprocessing
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from causalscene import procgen
 from causalscene.cage import (
     ESTIMATORS,
     OutcomeFn,
@@ -54,6 +58,7 @@ __all__ = [
 ]
 
 ALPHA_UNITS = ("latent", "margin")
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ the generator
@@ -264,16 +269,39 @@ def grid_preset(context: Context) -> GridPreset:
     )
 
 
-def planted_grid(preset: GridPreset, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+def planted_grid(
+    preset: GridPreset, seed: int = 0, device: str = "cpu", workers: int = 1
+) -> dict[str, Any]:
     """Every cell of :func:`planted_cell` over all (s_c, s_e) pairs of ``preset.sharpness`` and
     ``preset.seeds`` generators each (seeds ``seed, seed + 1, ...``): ``{"rows": [...],
     "cells": [...]}``, a cell per (estimator, outcome, mode, α unit) with ``tau_recovered`` (the
     fraction of its rows with τ > 0: the planted c → e), ``inferred_recovered`` and
-    ``inferred_reversed`` (CAGE's decision, p < 0.05, c → e and e → c)."""
+    ``inferred_reversed`` (CAGE's decision, p < 0.05, c → e and e → c).
+
+    ``workers > 1`` computes the generators in that many spawned processes (on a GPU their small
+    kernels then overlap), each with ``torch.get_num_threads() // workers`` threads (at least
+    one). Each generator is computed whole in one process from its own seed, so the rows are
+    those of ``workers=1`` in the same order, bit for bit where the thread counts match (a CPU's
+    float sums depend on them)."""
+    jobs = [
+        (PlantedPair(s_c, s_e), seed + k, preset, device)
+        for s_c, s_e in itertools.product(preset.sharpness, preset.sharpness)
+        for k in range(preset.seeds)
+    ]
     rows: list[dict[str, Any]] = []
-    for s_c, s_e in itertools.product(preset.sharpness, preset.sharpness):
-        for k in range(preset.seeds):
-            rows += planted_cell(PlantedPair(s_c, s_e), seed + k, preset, device)
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            rows += planted_cell(*job)
+            log.info("planted generator %d of %d done", i + 1, len(jobs))
+    else:
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)
+        ) as pool:
+            for i, found in enumerate(pool.map(_cell_job, jobs)):
+                rows += found
+                log.info("planted generator %d of %d done", i + 1, len(jobs))
     keys = ("estimator", "outcome", "mode", "alpha_units")
     cells = []
     for values in itertools.product(
@@ -293,6 +321,10 @@ def planted_grid(preset: GridPreset, seed: int = 0, device: str = "cpu") -> dict
     return {"rows": rows, "cells": cells}
 
 
+def _cell_job(job: tuple[PlantedPair, int, GridPreset, str]) -> list[dict[str, Any]]:
+    return planted_cell(*job)
+
+
 def _follows_sharpness(group: Sequence[Mapping[str, Any]]) -> float:
     """Among the rows whose two attributes' labels differ in sharpness (s_c ≠ s_e), the fraction
     whose τ has the sign of s_e − s_c (the sharper attribute read as the effect)."""
@@ -310,7 +342,9 @@ def reproduce_cage_reversal(context: Context) -> Measured:
     (:func:`first_order_gate`: the sign of ‖w_e‖E[σ'_e] − ‖w_c‖E[σ'_c], times that of cosθ)
     predicts the sign of the paper's τ on the faces pairs. ``holds``: in every cell of the
     paper's estimator, τ > 0 (the planted c → e) in at least 90 % of the grid's generators."""
-    grid = planted_grid(grid_preset(context), context.seed, context.device)
+    # on a GPU the generators' small kernels leave it mostly idle: several processes share it
+    workers = procgen.default_workers() if context.device.startswith("cuda") else 1
+    grid = planted_grid(grid_preset(context), context.seed, context.device, workers)
     faces = _faces_both(context)
     paper = [c for c in grid["cells"] if c["estimator"] == "paper"]
     measured = {
