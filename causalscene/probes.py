@@ -268,6 +268,7 @@ class ImageProbe(nn.Module):
         lr: float = 1e-3,
         device: str | torch.device | None = None,
         early_stopping: EarlyStopping | None = None,
+        cuda_graph: bool | None = None,
     ) -> ImageProbe:
         """Train on ``images`` (uint8 NHWC or float NCHW) and ``labels`` ``{node: codes [N]}``
         for at most ``epochs`` epochs (fewer under ``early_stopping``).
@@ -275,6 +276,12 @@ class ImageProbe(nn.Module):
         Returns ``self``; the mean loss of each epoch is appended to ``self.history``, what the
         training did is in ``self.fit_record``. Reading the held-out accuracy draws no random
         numbers: the epochs that run are the full schedule's first epochs, bit for bit.
+
+        ``cuda_graph`` (default: on a CUDA device with at least one full batch) captures the
+        full-batch step — gather from the resident images, loss, ``backward()``, Adam — once as a
+        CUDA graph and replays it (:class:`~causalscene.train.graph.GraphedStep`); an epoch's
+        last, incomplete batch runs eagerly. Same batches, order and schedule as the eager loop;
+        only Adam's capturable arithmetic differs from it, in the last bits.
         """
         if device is not None:
             self.to(device)
@@ -295,12 +302,25 @@ class ImageProbe(nn.Module):
                 reset = getattr(module, "reset_parameters", None)
                 if callable(reset) and module is not self:
                     reset()
-        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        capture = dev.type == "cuda" and n >= batch_size if cuda_graph is None else cuda_graph
+        if capture and (dev.type != "cuda" or n < batch_size):
+            raise ValueError(
+                f"cuda_graph needs a CUDA device and at least one full batch ({n} images, "
+                f"batch {batch_size}, device {dev})"
+            )
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr, capturable=capture)
         watch = _Watch(self, early_stopping, dev) if early_stopping is not None else None
         self.train()
+        names = list(y_all)
+        y_stack = torch.stack([y_all[k] for k in names], 1)  # [N, nodes]
+        graphed = (
+            self._graphed_step(x_all, y_stack, names, optimizer, batch_size) if capture else None
+        )
         run = 0
         for epoch in range(int(epochs)):
-            self.history.append(self._fit_epoch(x_all, y_all, optimizer, gen, batch_size))
+            self.history.append(
+                self._fit_epoch(x_all, y_stack, names, optimizer, gen, batch_size, graphed)
+            )
             log.info("image probe epoch %d: loss %.4f", epoch, self.history[-1])
             run += 1
             if watch is not None and watch.stop(self._known_accuracy(watch.x, watch.y)):
@@ -332,37 +352,64 @@ class ImageProbe(nn.Module):
         totals = known.cpu().tolist()
         return {k: c / t if t else float("nan") for k, c, t in zip(y_all, counts, totals)}
 
+    def _batch_loss(
+        self, x: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed cross-entropies of a batch (``targets: [B, len(names)]``, -1 = missing),
+        each node's averaged over its known labels: ``(loss, loss)`` (the pair a graphed step returns).
+
+        The labels of every node are counted in one reduction: fewer kernels per step than one
+        count per node, same numbers."""
+        logits = self(to_float_images(x))
+        # a batch without any label of a node adds 0 for it (cross_entropy would give NaN)
+        known = (targets >= 0).sum(0).clamp(min=1)
+        loss = logits[next(iter(logits))].new_zeros(())
+        for i, name in enumerate(names):
+            term = F.cross_entropy(logits[name], targets[:, i], ignore_index=-1, reduction="sum")
+            loss = loss + term / known[i]
+        return loss, loss
+
+    def _graphed_step(
+        self,
+        x_all: torch.Tensor,
+        y_stack: torch.Tensor,
+        names: Sequence[str],
+        optimizer: torch.optim.Optimizer,
+        batch_size: int,
+    ) -> Any:
+        from causalscene.train.graph import GraphedStep
+
+        def objective(
+            x: torch.Tensor, labels: Mapping[str, torch.Tensor]
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            return self._batch_loss(x, labels["y"], names)
+
+        return GraphedStep(objective, optimizer, x_all, {"y": y_stack}, None, batch_size)
+
     def _fit_epoch(
         self,
         x_all: torch.Tensor,
-        y_all: Mapping[str, torch.Tensor],
+        y_stack: torch.Tensor,
+        names: Sequence[str],
         optimizer: torch.optim.Optimizer,
         gen: torch.Generator,
         batch_size: int,
+        graphed: Any = None,
     ) -> float:
-        """One pass in a random order; the mean loss, read once (no host sync per step).
-
-        The labels of a batch are gathered once for every node (``[nodes, B]``) and counted in one
-        reduction: fewer kernels per step than one gather and one count per node, same numbers."""
+        """One pass in a random order (full batches through ``graphed`` when given); the mean
+        loss, read once (no host sync per step)."""
         n = x_all.shape[0]
-        names = list(y_all)
-        y_stack = torch.stack([y_all[k] for k in names])  # [nodes, N]
         order = torch.randperm(n, generator=gen).to(x_all.device)
         total = torch.zeros((), device=x_all.device, dtype=torch.float64)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            x = to_float_images(x_all[idx])
-            logits = self(x)
-            targets = y_stack[:, idx]  # [nodes, B]
-            # a batch without any label of a node adds 0 for it (cross_entropy would give NaN)
-            known = (targets >= 0).sum(1).clamp(min=1)
-            loss = x.new_zeros(())
-            for i, name in enumerate(names):
-                term = F.cross_entropy(logits[name], targets[i], ignore_index=-1, reduction="sum")
-                loss = loss + term / known[i]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if graphed is not None and len(idx) == batch_size:
+                loss = graphed(idx)[0]
+            else:
+                loss = self._batch_loss(x_all[idx], y_stack[idx], names)[0]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
             total += loss.detach().double() * len(idx)
         return float(total) / n
 
