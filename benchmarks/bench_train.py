@@ -218,6 +218,12 @@ def main(argv=None) -> dict:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--ddp", action="store_true", help="under torchrun: DistributedDataParallel")
     p.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="let cuDNN time its convolution algorithms and keep the fastest (both loops; the "
+        "choice can differ between runs, so runs are no longer bit-reproducible)",
+    )
+    p.add_argument(
         "--cuda-graph",
         action="store_true",
         help="also time every loop captured as one CUDA graph per step (CUDA; with --ddp under "
@@ -259,6 +265,7 @@ def main(argv=None) -> dict:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     pyro.enable_validation(False)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     torch.manual_seed(args.seed)
     dag = CausalDAG.load(args.dag)
     images, labels, kind = _data(args, dag, device)
@@ -350,6 +357,7 @@ def main(argv=None) -> dict:
         "image_size": args.image_size,
         "batch_size_per_process": args.batch_size,
         "bf16": args.bf16,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "channels_last": args.channels_last,
         "base_channels": args.base_channels,
         "consistency_weight": args.consistency_weight,

@@ -234,7 +234,8 @@ OutcomeFn = Callable[[torch.Tensor], torch.Tensor]
 def image_outcome(
     generator: Generator, image_probe: ImageProbe, outcome: str, batch_size: int = 256
 ) -> OutcomeFn:
-    """Y_e(z) = ψ_e(decode(z)) = P(e = 1 | decoded image) (eq. 9), evaluated in batches."""
+    """Y_e(z) = ψ_e(decode(z)) = P(e = 1 | decoded image) (eq. 9), decoded and read in batches
+    of ``batch_size`` latents."""
     if outcome not in image_probe.cards:
         raise ValueError(
             f"image probe has no head for '{outcome}' (heads: {', '.join(image_probe.cards)})"
@@ -250,7 +251,9 @@ def image_outcome(
         for start in range(0, z.shape[0], batch_size):
             images = generator.decode(z[start : start + batch_size].to(device).float())
             out.append(
-                image_probe.predict_proba_tensor(images)[outcome][:, 1].to(z.device, z.dtype)
+                image_probe.predict_proba_tensor(images, batch_size)[outcome][:, 1].to(
+                    z.device, z.dtype
+                )
             )
         return torch.cat(out) if out else z.new_zeros(0)
 

@@ -189,7 +189,8 @@ def planted_cell(
     psi = ImageProbe(["c", "e"], generator.size, channels=1, width=8)
     images, image_labels = generator.factorial_set(preset.probe_images, seed)
     psi.fit(images, image_labels, epochs=preset.probe_epochs, seed=seed, device=device)
-    base = {m: image_outcome(generator, psi, m) for m in ("c", "e")}
+    # its images are 8×8 px: whole null batches are decoded and read at once
+    base = {m: image_outcome(generator, psi, m, batch_size=16_384) for m in ("c", "e")}
     rows = []
     for outcome, estimator in itertools.product(("latent", "image"), ESTIMATORS):
         fns: Mapping[str, OutcomeFn] | None = base if outcome == "image" else None

@@ -165,7 +165,9 @@ class GraphedStep:
         # no work of the warm-up left pending (NCCL's watchdog polls its events) at the capture
         torch.cuda.synchronize(device)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, capture_error_mode=self.capture_mode):
+        # captured on the warm-up's stream: autograd's gradient accumulators, made during the
+        # warm-up, then run on the stream they were made on (no cross-stream synchronisation)
+        with torch.cuda.graph(self.graph, stream=side, capture_error_mode=self.capture_mode):
             self.loss, self.neg_elbo = step()
 
     def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
