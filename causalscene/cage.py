@@ -64,6 +64,7 @@ __all__ = [
     "counterfactual_latents",
     "gate",
     "tau",
+    "tau_sign",
     "infer_direction",
     "scaled_outcomes",
     "permutation_null",
@@ -332,6 +333,20 @@ def tau(gate_ce: float, gate_ec: float) -> float:
     return abs(float(gate_ce)) - abs(float(gate_ec))
 
 
+#: |τ| at most this share of the larger |GATE| is a tie: the GATEs are float32 means, so a
+#: difference below their rounding carries no sign (the calibrated latent outcome in shift mode
+#: gives GATE(c→e) = GATE(e→c) exactly in theory, and τ = ±1e-9 in floats)
+TAU_TIE = 1e-6
+
+
+def tau_sign(gate_ce: float, gate_ec: float) -> int:
+    """The sign of τ (+1 supports c → e, −1 e → c), 0 for a tie within :data:`TAU_TIE`."""
+    t = tau(gate_ce, gate_ec)
+    if abs(t) <= TAU_TIE * max(abs(float(gate_ce)), abs(float(gate_ec))):
+        return 0
+    return 1 if t > 0 else -1
+
+
 # ----------------------------------------------------------------------------- null
 @dataclass
 class NullDistribution:
@@ -587,15 +602,16 @@ class CageResult:
 
 
 def infer_direction(gate_ce: float, gate_ec: float, p_ce: float, p_ec: float, level: float) -> str:
-    """Direction from the sign of τ, kept only when the larger GATE is significant (p < level).
+    """Direction from the sign of τ (:func:`tau_sign`: a tie has none), kept only when the larger
+    GATE is significant (p < level).
 
     (``p_tau`` is reported but not used here: its null — τ from two random refitted directions —
     is wide whenever the outcome probes are sharp, so it rarely rejects.)
     """
-    t = tau(gate_ce, gate_ec)
-    if t > 0 and p_ce < level:
+    sign = tau_sign(gate_ce, gate_ec)
+    if sign > 0 and p_ce < level:
         return "c->e"
-    if t < 0 and p_ec < level:
+    if sign < 0 and p_ec < level:
         return "e->c"
     return "none"
 

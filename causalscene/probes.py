@@ -354,9 +354,9 @@ class ImageProbe(nn.Module):
 
     def _batch_loss(
         self, x: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """The summed cross-entropies of a batch (``targets: [B, len(names)]``, -1 = missing),
-        each node's averaged over its known labels: ``(loss, loss)`` (the pair a graphed step returns).
+        each node's averaged over its known labels.
 
         The labels of every node are counted in one reduction: fewer kernels per step than one
         count per node, same numbers."""
@@ -367,7 +367,7 @@ class ImageProbe(nn.Module):
         for i, name in enumerate(names):
             term = F.cross_entropy(logits[name], targets[:, i], ignore_index=-1, reduction="sum")
             loss = loss + term / known[i]
-        return loss, loss
+        return loss
 
     def _graphed_step(
         self,
@@ -382,7 +382,10 @@ class ImageProbe(nn.Module):
         def objective(
             x: torch.Tensor, labels: Mapping[str, torch.Tensor]
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            return self._batch_loss(x, labels["y"], names)
+            loss = self._batch_loss(x, labels["y"], names)
+            # the second output outlives the step: detached, it keeps no autograd graph (whose
+            # gradient accumulators would then meet the eager last batch on another stream)
+            return loss, loss.detach()
 
         return GraphedStep(objective, optimizer, x_all, {"y": y_stack}, None, batch_size)
 
@@ -406,7 +409,7 @@ class ImageProbe(nn.Module):
             if graphed is not None and len(idx) == batch_size:
                 loss = graphed(idx)[0]
             else:
-                loss = self._batch_loss(x_all[idx], y_stack[idx], names)[0]
+                loss = self._batch_loss(x_all[idx], y_stack[idx], names)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

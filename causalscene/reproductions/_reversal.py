@@ -44,6 +44,7 @@ from causalscene.cage import (
     permutation_null,
     scaled_outcomes,
     tau,
+    tau_sign,
 )
 from causalscene.probes import ImageProbe, LatentProbe
 from causalscene.reproductions._base import Context, Measured
@@ -276,7 +277,8 @@ def planted_grid(
     """Every cell of :func:`planted_cell` over all (s_c, s_e) pairs of ``preset.sharpness`` and
     ``preset.seeds`` generators each (seeds ``seed, seed + 1, ...``): ``{"rows": [...],
     "cells": [...]}``, a cell per (estimator, outcome, mode, α unit) with ``tau_recovered`` (the
-    fraction of its rows with τ > 0: the planted c → e), ``inferred_recovered`` and
+    fraction of its rows with τ > 0 beyond a tie, :func:`~causalscene.cage.tau_sign`: the planted
+    c → e), ``inferred_recovered`` and
     ``inferred_reversed`` (CAGE's decision, p < 0.05, c → e and e → c).
 
     ``workers > 1`` computes the generators in that many spawned processes (on a GPU their small
@@ -313,7 +315,7 @@ def planted_grid(
             {
                 **dict(zip(keys, values)),
                 "rows": len(group),
-                "tau_recovered": float(np.mean([r["tau"] > 0 for r in group])),
+                "tau_recovered": float(np.mean([_sign(r) > 0 for r in group])),
                 "inferred_recovered": float(np.mean([r["inferred"] == "c->e" for r in group])),
                 "inferred_reversed": float(np.mean([r["inferred"] == "e->c" for r in group])),
                 "tau_follows_sharpness": _follows_sharpness(group),
@@ -328,11 +330,16 @@ def _cell_job(job: tuple[PlantedPair, int, GridPreset, str]) -> list[dict[str, A
 
 def _follows_sharpness(group: Sequence[Mapping[str, Any]]) -> float:
     """Among the rows whose two attributes' labels differ in sharpness (s_c ≠ s_e), the fraction
-    whose τ has the sign of s_e − s_c (the sharper attribute read as the effect)."""
+    whose τ has the sign of s_e − s_c (the sharper attribute read as the effect; a tie does not)."""
     rows = [r for r in group if r["s_c"] != r["s_e"]]
     if not rows:
         return float("nan")
-    return float(np.mean([(r["tau"] > 0) == (r["s_e"] > r["s_c"]) for r in rows]))
+    return float(np.mean([_sign(r) == (1 if r["s_e"] > r["s_c"] else -1) for r in rows]))
+
+
+def _sign(row: Mapping[str, Any]) -> int:
+    """A row's τ sign, a tie 0 (:func:`causalscene.cage.tau_sign`)."""
+    return tau_sign(row["gate_ce"], row["gate_ec"])
 
 
 # ------------------------------------------------------------------------------ reproduction
