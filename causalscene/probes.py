@@ -183,6 +183,18 @@ def _attribute_cards(dag_or_attrs: Any) -> dict[str, int]:
     return cards
 
 
+class _Pool4(nn.Module):
+    """Average pooling to 4×4, as ``nn.AdaptiveAvgPool2d(4)``; where the map's sides are multiples
+    of 4 (64 px images give 8×8) it is a plain ``avg_pool2d``, whose CUDA backward is
+    deterministic (the adaptive one's adds atomically, so ψ's training differed from run to run)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % 4 or w % 4:
+            return F.adaptive_avg_pool2d(x, 4)
+        return F.avg_pool2d(x, (h // 4, w // 4))
+
+
 class ImageProbe(nn.Module):
     """ψ: a small CNN predicting every attribute from an image, one softmax head per node.
 
@@ -215,7 +227,7 @@ class ImageProbe(nn.Module):
             nn.ReLU(),
             nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4),
+            _Pool4(),
             nn.Flatten(),
             nn.Linear(2 * w * 16, 128),
             nn.ReLU(),
@@ -311,6 +323,26 @@ class ImageProbe(nn.Module):
         optimizer = torch.optim.Adam(self.parameters(), lr=lr, capturable=capture)
         watch = _Watch(self, early_stopping, dev) if early_stopping is not None else None
         self.train()
+        with torch.backends.cudnn.flags(enabled=True, deterministic=True):  # same seed, same ψ
+            run = self._fit_epochs(x_all, y_all, optimizer, gen, batch_size, epochs, capture, watch)
+        self.eval()
+        self.fit_record = {"epochs_max": int(epochs), "epochs_run": run}
+        if watch is not None:
+            self.fit_record = watch.record(epochs)
+        return self
+
+    def _fit_epochs(
+        self,
+        x_all: torch.Tensor,
+        y_all: Mapping[str, torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        gen: torch.Generator,
+        batch_size: int,
+        epochs: int,
+        capture: bool,
+        watch: _Watch | None,
+    ) -> int:
+        """The epochs of :meth:`fit` (full batches replayed when ``capture``); how many ran."""
         names = list(y_all)
         y_stack = torch.stack([y_all[k] for k in names], 1)  # [N, nodes]
         graphed = (
@@ -326,11 +358,7 @@ class ImageProbe(nn.Module):
             if watch is not None and watch.stop(self._known_accuracy(watch.x, watch.y)):
                 log.info("image probe: held-out accuracy flat, stopped after epoch %d", epoch)
                 break
-        self.eval()
-        self.fit_record = {"epochs_max": int(epochs), "epochs_run": run}
-        if watch is not None:
-            self.fit_record = watch.record(epochs)
-        return self
+        return run
 
     @torch.no_grad()
     def _known_accuracy(

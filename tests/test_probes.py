@@ -118,6 +118,34 @@ def test_image_probe_learns_attributes_and_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(images[test])["a"], p_uint8["a"], atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (16, 12), (6, 6), (5, 9)])
+def test_probe_pooling_equals_adaptive_pooling(shape):
+    from causalscene.probes import _Pool4
+
+    x = torch.randn(3, 5, *shape, dtype=torch.float64)
+    expected = torch.nn.AdaptiveAvgPool2d(4)(x)
+    torch.testing.assert_close(_Pool4()(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU determinism (device runs)")
+def test_image_probe_fit_is_reproducible_on_a_gpu():
+    """Same seed, same ψ on the same GPU, bit for bit (captured and eager), at 32 px (a 4×4 map
+    before the pooling: the plain, deterministic average pool)."""
+    rng = np.random.default_rng(2)
+    images, labels = _toy_images(700, rng)
+    images = images.repeat(2, axis=1).repeat(2, axis=2)  # 32 px
+    for captured in (False, True):
+        fits = [
+            ImageProbe({"a": 2, "b": 3}, 32).fit(
+                images, labels, epochs=2, seed=4, batch_size=64, device="cuda",
+                cuda_graph=captured,
+            )
+            for _ in range(2)
+        ]
+        for p, q in zip(fits[0].parameters(), fits[1].parameters()):
+            assert torch.equal(p, q)
+
+
 def test_image_probe_refuses_a_graph_it_cannot_capture():
     rng = np.random.default_rng(0)
     images, labels = _toy_images(40, rng)
