@@ -550,6 +550,7 @@ def evaluate_run(
     config = config or EvaluationConfig()
     config = replace(config, device=str(resolve_device(config.device)))  # auto → cuda or cpu
     run = Path(run)
+    refuse_shipped(run)
     set_seed(config.seed)
     model, train_config = load_causal(run, config.device)
     data = data or (Path(train_config.data) if train_config.data else None)
@@ -607,6 +608,20 @@ def evaluate_run(
     )
     atomic_write_json(run / "eval.json", result)
     return result
+
+
+def refuse_shipped(run: Path) -> None:
+    """A ValueError line when ``run`` is a pretrained model shipped in the package: ``evaluate``
+    writes ``eval.json`` (and ψ) into its run folder, which would overwrite the shipped
+    measurement."""
+    from causalscene import pretrained
+
+    name = pretrained.shipped(run)
+    if name is not None:
+        raise ValueError(
+            f"{run}: the shipped pretrained model '{name}' is read-only here (evaluate writes "
+            f"eval.json into the run folder); copy the folder and evaluate the copy"
+        )
 
 
 def _training_cost(run: Path) -> dict[str, Any]:

@@ -87,3 +87,20 @@ def test_pretrained_run_folder_is_as_documented(name):
             assert root.encode() not in text, f"{file.name} names a path under {root}"
     recorded = json.loads((folder / "config.json").read_text())["config"]
     assert not os.path.isabs(recorded["data"]) and not os.path.isabs(recorded["dag"])
+
+
+def test_evaluate_refuses_a_shipped_pretrained_folder(tmp_path, capsys):
+    """evaluate writes eval.json into its run folder: on a shipped model (also through a symlink)
+    it stops with one line, exit 2, and the shipped files are unchanged."""
+    from causalscene import cli
+
+    folder = pretrained.path("faces")
+    before = {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
+    link = tmp_path / "link"
+    link.symlink_to(folder, target_is_directory=True)
+    for run in (folder, link):
+        assert cli.main(["evaluate", str(run), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "shipped pretrained model 'faces'" in err
+    assert {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()} == before
+    assert pretrained.shipped(tmp_path) is None

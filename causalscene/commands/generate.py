@@ -150,10 +150,11 @@ def _infer(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from causalscene.generate import EvaluationConfig, evaluate_run
+    from causalscene.generate import EvaluationConfig, evaluate_run, refuse_shipped
     from causalscene.options import VERB_RANGES, check_numbers, check_out_file
 
     check_numbers(args, VERB_RANGES["evaluate"], flags=True)  # before any work: one line, exit 2
+    refuse_shipped(args.run)
     check_out_file(args.run / "eval.json", "RUN")
     config = EvaluationConfig(
         n_per_state=args.n_per_state,

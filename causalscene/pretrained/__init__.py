@@ -21,7 +21,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["NAMES", "path"]
+__all__ = ["NAMES", "path", "shipped"]
 
 NAMES = ("rpg", "faces")
 
@@ -32,3 +32,13 @@ def path(name: str) -> Path:
         raise ValueError(f"no pretrained model '{name}' (shipped: {', '.join(NAMES)})")
     folder = resources.files(__name__).joinpath(name)
     return Path(str(folder))
+
+
+def shipped(folder: str | Path) -> str | None:
+    """The name of the pretrained model whose folder ``folder`` is (symlinks followed), else None:
+    verbs that write into a run folder refuse these (they are the package's own files)."""
+    try:
+        target = Path(folder).resolve()
+    except OSError:
+        return None
+    return next((name for name in NAMES if path(name).resolve() == target), None)
