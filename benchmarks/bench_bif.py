@@ -10,9 +10,12 @@ import argparse
 import gzip
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
+
+from causalscene.cli import run_script
 
 
 def _best(fn, repeats: int) -> float:
@@ -62,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
 import torch
+
+from causalscene.cli import run_script
 
 
 def synthetic_latents(n: int, k: int, d: int, seed: int):
@@ -228,4 +231,4 @@ def _text(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -24,12 +24,15 @@ import argparse
 import dataclasses
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from causalscene.cli import run_script
 
 SETTINGS = {  # name: (twin cache size, probe patience or None for the default)
     "old": (0, 0),
@@ -168,4 +171,4 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -23,6 +23,7 @@ import json
 import math
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from causalscene.cli import run_script
 from causalscene.dag import CausalDAG
 from causalscene.datasets import FORMAT, FORMAT_VERSION, shard_name, write_npz
 from causalscene.model import CausalVAE
@@ -136,4 +138,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import torch
 
+from causalscene.cli import run_script
 from causalscene.model import PlainVAE
 from causalscene.modularity import elementary_influence_maps, hookable_layers, influence_map
 
@@ -103,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

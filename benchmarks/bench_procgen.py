@@ -42,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from causalscene.cli import run_script  # noqa: E402
+
 
 # ---------------------------------------------------------------------------- speed
 def _child(n: int, size: int, workers: int, out: str) -> None:
@@ -355,4 +357,4 @@ def _device_name(device: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

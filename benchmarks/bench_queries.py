@@ -38,6 +38,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import _networks  # noqa: E402  (benchmarks/_networks.py: the bnlearn sweep)
 
 from causalscene import queries  # noqa: E402
+from causalscene.cli import run_script  # noqa: E402
 from causalscene.dag import CausalDAG  # noqa: E402
 
 
@@ -181,4 +182,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

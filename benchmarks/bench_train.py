@@ -34,12 +34,14 @@ import itertools
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import pyro
 import torch
 
+from causalscene.cli import run_script
 from causalscene.dag import CausalDAG
 from causalscene.model import CausalVAE
 from causalscene.train import (
@@ -430,4 +432,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from causalscene.cli import run_script
+
 # (label, key in bench_train's summary): the captured loops first, the eager ones where there are none
 LOOPS = (
     ("Pyro, collapsed labels, captured", "pyro_collapsed_graph_images_per_s"),
@@ -121,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

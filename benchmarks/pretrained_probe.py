@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from causalscene import pretrained
+from causalscene.cli import run_script
 from causalscene.generate import blur_images, evaluate
 from causalscene.probes import ImageProbe, factorial_training_set
 from causalscene.train import load_run
@@ -75,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -21,7 +21,7 @@ import logging
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import causalscene.commands as commands_pkg
 from causalscene import __version__
@@ -63,6 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _discard_stdout()
         return EXIT_BROKEN_PIPE
+
+
+def run_script(entry: Callable[[], object]) -> int:
+    """The exit status of a script's ``entry()`` (0 unless it returns an int), with stdout's
+    reader gone (``script | head``) as :func:`main` has it: no traceback, status 141. For
+    ``sys.exit(run_script(main))`` in the benchmark scripts."""
+    try:
+        code = entry()
+        sys.stdout.flush()  # a closed pipe raises here, not at interpreter exit
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def _run(argv: Sequence[str] | None) -> int:

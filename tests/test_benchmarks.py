@@ -139,3 +139,24 @@ def test_shell_scripts_parse(script):
     (a merge's conflict markers once sat in run_gpu.sh unnoticed)."""
     found = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
     assert found.returncode == 0, found.stderr
+
+
+def test_a_benchmark_whose_reader_has_gone_ends_quietly():
+    """``bench_bif.py ... | head -c0``: no traceback, exit status 141 (as the CLI's verbs)."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        found = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "bench_bif.py"), *CASES["bench_bif.py"]],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
+    assert found.returncode == 141, found.stderr
+    assert "Traceback" not in found.stderr

@@ -137,7 +137,12 @@ def test_image_probe_fit_is_reproducible_on_a_gpu():
     for captured in (False, True):
         fits = [
             ImageProbe({"a": 2, "b": 3}, 32).fit(
-                images, labels, epochs=2, seed=4, batch_size=64, device="cuda",
+                images,
+                labels,
+                epochs=2,
+                seed=4,
+                batch_size=64,
+                device="cuda",
                 cuda_graph=captured,
             )
             for _ in range(2)
@@ -165,7 +170,12 @@ def test_image_probe_captured_step_follows_the_eager_loop():
     runs = {}
     for captured in (False, True):
         probe = ImageProbe({"a": 2, "b": 3}, 16).fit(
-            images[:1000], fit, epochs=3, seed=0, batch_size=96, device="cuda",
+            images[:1000],
+            fit,
+            epochs=3,
+            seed=0,
+            batch_size=96,
+            device="cuda",
             cuda_graph=captured,
         )
         runs[captured] = (probe.history, probe.accuracy(images[1000:], test))
