@@ -198,10 +198,11 @@ class _Pool4(nn.Module):
 class ImageProbe(nn.Module):
     """ψ: a small CNN predicting every attribute from an image, one softmax head per node.
 
-    ``x: [B, C, H, W]`` in [0, 1] → three stride-2 convolutions → adaptive 4×4 pooling → a shared
-    hidden layer → ``{node: logits [B, card]}``. Trained with Adam on the summed cross-entropies;
-    label code ``-1`` (missing) is ignored. Used as CAGE's image outcome ψ_e (Bose et al. 2022,
-    eq. 9) and as the check that rendered attributes are recoverable from pixels.
+    ``x: [B, C, H, W]`` in [0, 1] → three stride-2 convolutions → 4×4 average pooling
+    (:class:`_Pool4`) → a shared hidden layer → ``{node: logits [B, card]}``. Trained with Adam on
+    the summed cross-entropies; label code ``-1`` (missing) is ignored. Used as CAGE's image
+    outcome ψ_e (Bose et al. 2022, eq. 9) and as the check that rendered attributes are
+    recoverable from pixels.
 
     Args:
         dag_or_attrs: a :class:`~causalscene.dag.CausalDAG` (its label nodes), a mapping
