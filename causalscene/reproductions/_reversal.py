@@ -278,8 +278,8 @@ def planted_grid(
     ``preset.seeds`` generators each (seeds ``seed, seed + 1, ...``): ``{"rows": [...],
     "cells": [...]}``, a cell per (estimator, outcome, mode, α unit) with ``tau_recovered`` (the
     fraction of its rows with τ > 0 beyond a tie, :func:`~causalscene.cage.tau_sign`: the planted
-    c → e), ``inferred_recovered`` and
-    ``inferred_reversed`` (CAGE's decision, p < 0.05, c → e and e → c).
+    c → e), ``inferred_recovered`` and ``inferred_reversed`` (CAGE's decision, p < 0.05, c → e
+    and e → c).
 
     ``workers > 1`` computes the generators in that many spawned processes (on a GPU their small
     kernels then overlap), each with ``torch.get_num_threads() // workers`` threads (at least
