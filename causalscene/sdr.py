@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from causalscene.datasets import write_npz
 from causalscene.generators import Generator, as_module, check_generator, device_of
 
 log = logging.getLogger(__name__)
@@ -350,7 +351,7 @@ def analyse_sdr(
         result[tag], dec, enc = _decoder_vs_encoder(model, z, images.to(z.device))
         groups[f"decoder ({tag})"] = dec
         groups[f"encoder ({tag})"] = enc
-        np.savez(out / f"sdr_{tag}.npz", decoder=dec, encoder=enc)
+        write_npz(out / f"sdr_{tag}.npz", {"decoder": dec, "encoder": enc})
     plots.plot_sdr_histograms(groups, out / "sdr_histograms.png")
     atomic_write_json(out / "sdr.json", result)
     return result

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from causalscene.datasets import write_npz
 from causalscene.reproductions._base import Context, Measured
 from causalscene.tensors import to_uint8_images
 
@@ -381,7 +382,7 @@ def reproduce_cage_manipulation(context: Context) -> Measured:
         )
         for i, (c, e) in enumerate(reliable)
     }
-    np.savez(context.out / "manipulated.npz", **saved)
+    write_npz(context.out / "manipulated.npz", saved)
     if reliable:
         _figure(context, trained.model, result.latents, result.probe, reliable)
     counts = summary(per_edge)

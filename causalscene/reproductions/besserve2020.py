@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from causalscene.datasets import write_npz
 from causalscene.reproductions._base import Context, Measured, Reproduction
 from causalscene.reproductions._vae import TrainedVAE, plain_vae, procgen_dcgan
 
@@ -444,7 +445,7 @@ def hybrids_robustness(context: Context) -> Measured:
     layers: dict[str, Any] = {}
     for layer, _, hybrids in _layer_hybrids(context, model):
         real, factorial = _reads(classifier, hybrids), _reads(psi, hybrids)
-        np.savez(context.out / f"reads_{layer}.npz", **_prefixed(real, factorial))
+        write_npz(context.out / f"reads_{layer}.npz", _prefixed(real, factorial))
         layers[layer] = _robustness_at(real, factorial, classifier.attributes)
     shares = [entry["keep_where_originals_differ"] for entry in layers.values()]
     measured = {
@@ -539,7 +540,7 @@ def _quality_features(context: Context) -> tuple[dict[str, np.ndarray], str]:
         features["originals"] = image_features(network, hybrids["original1"])
         for j, images in enumerate(hybrids["hybrids"]):
             features[f"{layer}:module {j}"] = image_features(network, images)
-    np.savez(context.out / "features.npz", **features)
+    write_npz(context.out / "features.npz", features)
     return features, network.name
 
 
