@@ -585,6 +585,9 @@ class CageResult:
     probe: LatentProbe = field(repr=False)
     latents: torch.Tensor = field(repr=False)
     sweep: dict[str, Any] = field(default_factory=dict)  #: :func:`alpha_sweep`, when run
+    #: the outcome functions the GATEs were measured with (image outcome and/or the calibrated
+    #: estimator's scale); None: the latent probes' probabilities (eq. 8)
+    outcome_fns: Mapping[str, OutcomeFn] | None = field(default=None, repr=False)
 
     def pair(self, cause: str, effect: str) -> PairResult:
         for p in self.pairs:
@@ -665,7 +668,12 @@ def run_cage(
         _pair_result(c, e, zk, null_k, probe, null, mmds, outcome_fns, config) for c, e in pair_list
     ]
     return CageResult(
-        pairs=results, config=config, accuracy=dict(probe.accuracy_), probe=probe, latents=zk
+        pairs=results,
+        config=config,
+        accuracy=dict(probe.accuracy_),
+        probe=probe,
+        latents=zk,
+        outcome_fns=outcome_fns,
     )
 
 

@@ -274,13 +274,7 @@ def analyze_generator(
     read an effect partly off its cause (the DAG's correlation), so a move along the cause's
     direction would seem to change the effect: the very GATE CAGE measures
     (:func:`causalscene.probes.factorial_source`)."""
-    from causalscene.cage import (
-        alpha_sweep,
-        compare_with_dag,
-        image_outcome,
-        run_cage,
-        scaled_outcomes,
-    )
+    from causalscene.cage import alpha_sweep, compare_with_dag, run_cage
 
     config = replace(config, device=str(resolve_device(config.device)))  # auto → cuda or cpu
     out = Path(out)
@@ -299,14 +293,10 @@ def analyze_generator(
     result = run_cage(
         z_train, sub_labels, pair_list, config, generator=generator, image_probe=image_probe
     )
-    fns = None
-    if config.outcome == "image":
-        assert image_probe is not None
-        fns = {a: image_outcome(generator, image_probe, a) for a in involved}
-    if config.estimator == "calibrated":  # the sweep on the scale the GATEs were measured on
-        fns = scaled_outcomes(result.latents, result.probe, involved, fns)
     latents = result.latents
     sweep_z = latents[: min(len(latents), 2000 if config.outcome == "image" else len(latents))]
+    # the sweep on the outcomes (and the scale) the GATEs were measured with
+    fns = result.outcome_fns
     result.sweep = alpha_sweep(sweep_z, result.probe, pair_list, alphas, config.mode, fns)
     comparison = compare_with_dag(dag, result) if dag is not None else None
     files = {}
