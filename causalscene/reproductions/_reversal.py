@@ -179,8 +179,8 @@ def planted_cell(
     alpha: float = 1.0,
     level: float = 0.05,
 ) -> list[dict[str, Any]]:
-    """Every (outcome, estimator, mode, α unit) of one planted generator: GATEs, τ, p-values and
-    the inferred direction, rows of :func:`_direction_row`. The probes learn from
+    """Every (outcome, estimator, mode, α unit) of one planted generator: a row each with the
+    GATEs, τ and p-values (:func:`_directions`) and the inferred direction. The probes learn from
     ``preset.n_train`` latents with labels by the generative story; the image probe from the
     renderer's factorial design."""
     z_train = generator.sample_latents(preset.n_train, seed=seed).to(device)
