@@ -125,7 +125,8 @@ def test_bench_train_compares_each_loop_with_an_earlier_run(tmp_path):
         return json.loads((tmp_path / name).read_text())
 
     before = run("one.json")
-    now = run("two.json", "--compare", str(tmp_path / "one.json"))
+    now = run("two.json", "--compare", str(tmp_path / "one.json"), "--cudnn-benchmark")
+    assert (before["cudnn_benchmark"], now["cudnn_benchmark"]) == (False, True)  # as recorded
     over = now["images_per_s_over_compared"]
     assert set(over) == {"pyro", "pyro_collapsed", "pytorch"}
     for loop, ratio in over.items():
