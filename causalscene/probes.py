@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from causalscene.runfolder import check_model_payload
 from causalscene.safeio import load_torch
-from causalscene.tensors import to_float_images
+from causalscene.tensors import deterministic_cudnn, to_float_images
 from causalscene.utils import atomic_torch_save
 
 __all__ = [
@@ -324,7 +324,7 @@ class ImageProbe(nn.Module):
         optimizer = torch.optim.Adam(self.parameters(), lr=lr, capturable=capture)
         watch = _Watch(self, early_stopping, dev) if early_stopping is not None else None
         self.train()
-        with torch.backends.cudnn.flags(enabled=True, deterministic=True):  # same seed, same ψ
+        with deterministic_cudnn():  # same seed, same ψ
             run = self._fit_epochs(x_all, y_all, optimizer, gen, batch_size, epochs, capture, watch)
         self.eval()
         self.fit_record = {"epochs_max": int(epochs), "epochs_run": run}

@@ -26,6 +26,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def deterministic_cudnn() -> Any:
+    """A context in which cuDNN uses only deterministic algorithms (no atomic adds, no timing-based
+    picks): same inputs, same bits on the same GPU. A no-op on the CPU."""
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True)
+
+
 def seeded_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None``: a fresh random seed)."""
     generator = torch.Generator(device=device)
