@@ -215,7 +215,9 @@ def test_captured_steps_on_two_gpus_average_gradients_and_stay_in_sync(tmp_path)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in results:  # ranks hold 1, 2 then 0, 10: the means 1.5 and 5, negated for q
         assert r["replays"] == [[[1.5], [-1.5]], [[5.0], [-5.0]]]
-    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    a, b = (
+        torch.load(tmp_path / f"rank{r}.pt", weights_only=True, map_location="cpu") for r in (0, 1)
+    )
     for key in a:  # from different initialisations to rank 0's weights, bit for bit
         assert torch.equal(a[key], b[key]), key
     history = results[0]["history"]
