@@ -125,8 +125,10 @@ def test_bench_train_compares_each_loop_with_an_earlier_run(tmp_path):
         return json.loads((tmp_path / name).read_text())
 
     before = run("one.json")
-    now = run("two.json", "--compare", str(tmp_path / "one.json"), "--cudnn-benchmark")
+    now = run("two.json", "--compare", str(tmp_path / "one.json"), "--cudnn-benchmark", "--compile")
     assert (before["cudnn_benchmark"], now["cudnn_benchmark"]) == (False, True)  # as recorded
+    assert (before["compile"], now["compile"]) == (False, True)
+    assert now["loss_relative_difference"] < 1e-5  # the compiled loops still compute one loss
     over = now["images_per_s_over_compared"]
     assert set(over) == {"pyro", "pyro_collapsed", "pytorch"}
     for loop, ratio in over.items():

@@ -121,6 +121,12 @@ def _add_speed_flags(p, d) -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the networks (fused elementwise work; a one-off compile per batch "
+        "shape, worth it on long runs)",
+    )
+    p.add_argument(
         "--collapse-labels",
         action="store_true",
         help="complete labels + fixed CPTs: add the exact log p(labels) as a precomputed constant "
@@ -170,6 +176,7 @@ def config_from_args(args):
         save_every=args.save_every,
         bf16=args.bf16,
         channels_last=args.channels_last,
+        compile=args.compile,
         progress=not args.no_progress,
         collapse_labels=args.collapse_labels,
         cuda_graph=args.cuda_graph,

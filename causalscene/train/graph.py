@@ -26,6 +26,18 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
+def compile_networks(model: nn.Module) -> list[str]:
+    """``torch.compile`` each child module of ``model`` that holds a convolution, in place
+    (``Module.compile``: parameter names, state dicts and checkpoints stay as they are); returns
+    their names. Static shapes: each batch shape compiles once, on its first call."""
+    names = []
+    for name, child in model.named_children():
+        if any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in child.modules()):
+            child.compile(dynamic=False)
+            names.append(name)
+    return names
+
+
 def check_cuda_graph(
     device: torch.device, world: int, partial: frozenset[str], n_train: int, batch_size: int
 ) -> None:

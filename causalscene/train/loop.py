@@ -37,7 +37,7 @@ from causalscene.train.checkpoint import (
 from causalscene.train.config import TrainConfig
 from causalscene.train.data import TrainData, prepare_data
 from causalscene.train.distributed import check_ranks_agree, epoch_order, join_process_group
-from causalscene.train.graph import to_channels_last
+from causalscene.train.graph import compile_networks, to_channels_last
 from causalscene.train.guards import NonFiniteLoss, check_finite
 from causalscene.train.state import TrainState
 
@@ -109,6 +109,8 @@ def _start_run(
     model.to(device)
     if config.channels_last:
         to_channels_last(model)
+    if config.compile:
+        compile_networks(model)
     step_fn = model.training_step(config, data, device, world)
     if config.cuda_graph:  # static shapes: the last incomplete batch is dropped
         steps_per_epoch = (data.n_train // world) // config.batch_size
