@@ -36,7 +36,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -71,8 +71,7 @@ class FactorTooLarge(ValueError):
     """A query would build a factor above the memory bound; raised before allocating it."""
 
 
-@dataclass(frozen=True)
-class _Step:
+class _Step(NamedTuple):  # a tuple: a plan builds one per eliminated variable, cheaply
     """One bucket: multiply ``inputs`` (slot ids) and keep the axes ``output`` (variable ids)."""
 
     inputs: tuple[int, ...]
@@ -121,6 +120,7 @@ class _Compiled:
         self.source = dag.source
         self.plans: OrderedDict[tuple, Plan] = OrderedDict()
         self._rank: list[int] | None = None
+        self._ancestors: list[int] | None = None
 
     @property
     def rank(self) -> list[int]:
@@ -132,6 +132,20 @@ class _Compiled:
             for position, node in enumerate(order):
                 self._rank[node] = position
         return self._rank
+
+    @property
+    def ancestors(self) -> list[int]:
+        """Every node's ancestors, itself included, as a bit mask over node indices (built once;
+        ``dag.nodes`` is in topological order)."""
+        if self._ancestors is None:
+            masks: list[int] = []
+            for node, parents in enumerate(self.parents):
+                mask = 1 << node
+                for p in parents:
+                    mask |= masks[p]
+                masks.append(mask)
+            self._ancestors = masks
+        return self._ancestors
 
 
 _COMPILED: weakref.WeakKeyDictionary[CausalDAG, _Compiled] = weakref.WeakKeyDictionary()
@@ -162,6 +176,20 @@ def _plan(c: _Compiled, query: tuple[int, ...], evidence: frozenset, do: frozens
 def _relevant(c: _Compiled, seeds: Iterable[int], do: frozenset) -> list[int]:
     """Ancestors of ``seeds`` (themselves included) in the graph where ``do`` nodes lost their
     parents, in topological order (barren nodes pruned)."""
+    ancestors = c.ancestors
+    mask = 0
+    for node in seeds:
+        if node not in do:
+            mask |= ancestors[node]
+    if not any(mask >> node & 1 and c.parents[node] for node in do):  # no edge to cut
+        for node in do:
+            mask |= 1 << node
+        found = []
+        while mask:
+            low = mask & -mask
+            found.append(low.bit_length() - 1)
+            mask ^= low
+        return found
     seen: set[int] = set()
     stack = list(seeds)
     while stack:
@@ -183,17 +211,23 @@ def _build_plan(c: _Compiled, query: tuple[int, ...], evidence: frozenset, do: f
             continue  # do(X = x): X's CPT drops out
         scope = (node,) if node in point else (*c.parents[node], node)
         factors.append((node, tuple(v for v in scope if v not in clamped)))
-    factors = _drop_irrelevant(c, factors, set(query), keep_all=not query)
-    order, (steps, scopes) = _choose_order(c, [scope for _, scope in factors], query)
+    graph = _interaction_graph([scope for _, scope in factors])
+    if query:  # P(evidence) itself (no query) needs every component
+        factors, graph = _keep_relevant(c, factors, graph, query)
+    order, (steps, scopes) = _choose_order(c, graph, [scope for _, scope in factors], query)
     return Plan(query, frozenset(clamped), tuple(factors), frozenset(point), order, steps, scopes)
 
 
-def _choose_order(c: _Compiled, scopes: list[tuple[int, ...]], query: tuple[int, ...]) -> tuple:
+def _choose_order(
+    c: _Compiled,
+    graph: dict[int, set[int]],
+    scopes: list[tuple[int, ...]],
+    query: tuple[int, ...],
+) -> tuple:
     """The whole DAG's min-fill order restricted to this query's variables (its induced width is
     at most the whole graph's, as the pruned graph is a subgraph of the moral graph); when that
-    schedule is costly, also a min-weight order of the pruned graph itself (cheap to find), and
-    whichever multiplies fewer entries."""
-    graph = _interaction_graph(scopes)
+    schedule is costly, also a min-weight order of the pruned graph itself (``graph``, the
+    scopes' interaction graph; cheap to find), and whichever multiplies fewer entries."""
     free = [v for v in graph if v not in query]
     order = tuple(sorted(free, key=c.rank.__getitem__))
     schedule = _schedule(scopes, order, query, c.cards)
@@ -207,64 +241,65 @@ def _choose_order(c: _Compiled, scopes: list[tuple[int, ...]], query: tuple[int,
     return order, schedule
 
 
-def _components(scopes: list[tuple[int, ...]]) -> list[int]:
-    """Union-find over the factors' scopes: the component label of every factor."""
-    root: dict[int, int] = {}
-
-    def find(v: int) -> int:
-        while root.setdefault(v, v) != v:
-            root[v] = root[root[v]]
-            v = root[v]
-        return v
-
-    for scope in scopes:
-        for v in scope[1:]:
-            root[find(v)] = find(scope[0])
-    return [find(s[0]) if s else -1 - i for i, s in enumerate(scopes)]
-
-
-def _drop_irrelevant(c: _Compiled, factors: list, query: set[int], keep_all: bool) -> list:
-    """Drop the components (after slicing) that hold no query variable and no zero: they only
-    scale the answer by a positive constant (d-separated from the query given the evidence)."""
-    if keep_all:
-        return factors
-    labels = _components([scope for _, scope in factors])
-    wanted = {label for (_, scope), label in zip(factors, labels) if query & set(scope)}
-    wanted |= {label for (node, _), label in zip(factors, labels) if c.has_zero[node]}
-    return [f for f, label in zip(factors, labels) if label in wanted]
+def _keep_relevant(
+    c: _Compiled, factors: list, graph: dict[int, set[int]], query: tuple[int, ...]
+) -> tuple[list, dict[int, set[int]]]:
+    """Drop the components of ``graph`` (after slicing) that hold no query variable and no zero:
+    they only scale the answer by a positive constant (d-separated from the query given the
+    evidence). Returns the kept factors and their interaction graph (the kept components)."""
+    seeds = [*query, *(scope[0] for node, scope in factors if scope and c.has_zero[node])]
+    reached: set[int] = set()
+    while seeds:
+        v = seeds.pop()
+        if v not in reached:
+            reached.add(v)
+            seeds.extend(graph[v] - reached)
+    kept = [
+        (node, scope)
+        for node, scope in factors
+        if (scope[0] in reached if scope else c.has_zero[node])  # no scope: a constant
+    ]
+    if len(reached) < len(graph):  # a component is closed: its neighbours stay inside
+        graph = {v: graph[v] for v in reached}
+    return kept, graph
 
 
 def _interaction_graph(scopes: Iterable[tuple[int, ...]]) -> dict[int, set[int]]:
     graph: dict[int, set[int]] = {}
     for scope in scopes:
         for v in scope:
-            graph.setdefault(v, set()).update(u for u in scope if u != v)
+            graph.setdefault(v, set()).update(scope)
+    for v, neighbours in graph.items():
+        neighbours.discard(v)
     return graph
 
 
 def _schedule(
     scopes: list[tuple[int, ...]], order: tuple[int, ...], query: tuple[int, ...], cards: list[int]
 ) -> tuple[tuple[_Step, ...], tuple[tuple[int, ...], ...]]:
-    """Bucket elimination along ``order``; the last step keeps the query axes in their order."""
-    position = {v: i for i, v in enumerate(order)}
-    buckets: list[list[int]] = [[] for _ in order]
-    final: list[int] = []
+    """Bucket elimination along ``order``; the last step keeps the query axes in their order.
+
+    Every variable of ``scopes`` is in ``order`` or ``query``: a factor goes to the bucket of its
+    earliest variable in ``order`` (the query's count as last: the final step)."""
+    last = len(order)
+    position = dict.fromkeys(query, last)
+    position.update((v, i) for i, v in enumerate(order))
+    at = position.__getitem__
+    size = cards.__getitem__
+    buckets: list[list[int]] = [[] for _ in range(last + 1)]
     slots = list(scopes)
-
-    def place(slot: int) -> None:
-        inside = [position[v] for v in slots[slot] if v in position]
-        (buckets[min(inside)] if inside else final).append(slot)
-
-    for slot in range(len(slots)):
-        place(slot)
+    for slot, scope in enumerate(slots):
+        buckets[min(map(at, scope), default=last)].append(slot)
     steps = []
-    for var, bucket in zip(order, buckets):
-        union = tuple(sorted({v for i in bucket for v in slots[i]}))
-        output = tuple(v for v in union if v != var)
-        steps.append(_Step(tuple(bucket), output, union, math.prod(cards[v] for v in union)))
+    for i, var in enumerate(order):
+        bucket = buckets[i]
+        union = tuple(sorted(set().union(*[slots[j] for j in bucket])))
+        cut = union.index(var)
+        output = union[:cut] + union[cut + 1 :]
+        steps.append(_Step(tuple(bucket), output, union, math.prod(map(size, union))))
+        buckets[min(map(at, output), default=last)].append(len(slots))
         slots.append(output)
-        place(len(slots) - 1)
-    steps.append(_Step(tuple(final), query, query, math.prod(cards[v] for v in query)))
+    steps.append(_Step(tuple(buckets[last]), query, query, math.prod(map(size, query))))
     slots.append(query)
     return tuple(steps), tuple(slots)
 
@@ -356,26 +391,15 @@ def _run(plan: Plan, tables: list[np.ndarray]) -> np.ndarray:
 
 
 def _multiply_out(step: _Step, factors: list[tuple[np.ndarray, tuple[int, ...]]]) -> np.ndarray:
-    """The product of ``factors`` summed down to ``step.output``: each factor viewed on the axes
-    of ``step.union`` (transposed, singleton axes added: no copies), multiplied by broadcasting."""
+    """The product of ``factors`` summed down to ``step.output``, as one ``np.einsum`` over the
+    axes of ``step.union`` (labelled by their position there)."""
     if not factors:
         return np.ones(())
-    position = {v: i for i, v in enumerate(step.union)}
-    table: np.ndarray | None = None
-    for values, scope in sorted(factors, key=lambda f: f[0].size):
-        axes = sorted(range(len(scope)), key=lambda i: position[scope[i]])
-        index = tuple(slice(None) if v in scope else None for v in step.union)
-        view = values.transpose(axes)[index]
-        table = view if table is None else table * view
-    assert table is not None
-    kept = set(step.output)
-    summed = tuple(i for i, v in enumerate(step.union) if v not in kept)
-    if summed:
-        table = table.sum(axis=summed)
-    if len(step.output) > 1:  # the last step: axes in the asked order
-        remaining = [v for v in step.union if v in kept]
-        table = table.transpose([remaining.index(v) for v in step.output])
-    return table
+    label = step.union.index  # a handful of axes: cheaper than a dict
+    operands: list = []
+    for values, scope in factors:
+        operands += (values, [label(v) for v in scope])
+    return np.einsum(*operands, [label(v) for v in step.output])
 
 
 def solve(
