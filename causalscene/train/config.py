@@ -121,9 +121,10 @@ class TrainConfig:
     cuda_graph: bool = False
     #: compile the model's networks (each child module that holds convolutions: encoder, decoder,
     #: classifier; a GAN's two nets) with ``torch.compile``: their elementwise work (biases, SiLU,
-    #: the decoder's label shifts, the casts) fused around the convolutions. One H200, the budget's
-    #: captured step: 102k → 120k images/s, after a one-off compile of tens of seconds per batch
-    #: shape (docs/benchmarks.md); it pays off on long runs. Weights and checkpoints unchanged
+    #: the decoder's label shifts, the casts) fused around the convolutions, in inductor's
+    #: deterministic mode (same seed, same numbers). One H200, the budget's captured step: 102k →
+    #: 119k images/s, after a one-off compile of tens of seconds per batch shape (cached on disk;
+    #: docs/benchmarks.md); it pays off on long runs. Weights and checkpoints unchanged
     compile: bool = False
 
     def check(self) -> None:

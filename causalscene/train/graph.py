@@ -29,11 +29,19 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 def compile_networks(model: nn.Module) -> list[str]:
     """``torch.compile`` each child module of ``model`` that holds a convolution, in place
     (``Module.compile``: parameter names, state dicts and checkpoints stay as they are); returns
-    their names. Static shapes: each batch shape compiles once, on its first call."""
+    their names. Static shapes: each batch shape compiles once, on its first call.
+
+    Inductor's deterministic mode: it picks its reduction kernels' block sizes by heuristics, not
+    by timing them on the device, so two fresh compiles give the same numbers (timed picks can
+    differ between processes: two cold-compiled GPU budgets with one seed ended at different
+    ELBOs, 22,515.8 and 22,623.0)."""
+    import torch._inductor.config as inductor
+
+    options = {"deterministic": True} if hasattr(inductor, "deterministic") else None
     names = []
     for name, child in model.named_children():
         if any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in child.modules()):
-            child.compile(dynamic=False)
+            child.compile(dynamic=False, options=options)
             names.append(name)
     return names
 
