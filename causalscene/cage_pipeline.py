@@ -56,6 +56,10 @@ class CageAnalysis:
 
 
 # ------------------------------------------------------------------------------ a run folder
+#: epochs of the image probe ψ that the image outcome reads (the cage verb's --probe-epochs default)
+PROBE_EPOCHS = 5
+
+
 def analyze_run(
     run: str | Path,
     out: str | Path,
@@ -66,7 +70,7 @@ def analyze_run(
     dag: str | None = None,
     max_images: int | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    probe_epochs: int = 5,
+    probe_epochs: int = PROBE_EPOCHS,
     inversion: InversionConfig | None = None,
     progress: bool = False,
 ) -> CageAnalysis:
@@ -251,8 +255,9 @@ def analyze_generator(
     out: str | Path,
     dag: CausalDAG | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    probe_epochs: int = 5,
+    probe_epochs: int = PROBE_EPOCHS,
     image_probe: ImageProbe | None = None,
+    probe_training: str | None = None,
     grid_sources: int = 4,
     data: str | Path | None = None,
     figures: bool = True,
@@ -273,7 +278,9 @@ def analyze_generator(
     when it renders every involved attribute; else from ``images``. A ψ trained on the data would
     read an effect partly off its cause (the DAG's correlation), so a move along the cause's
     direction would seem to change the effect: the very GATE CAGE measures
-    (:func:`causalscene.probes.factorial_source`)."""
+    (:func:`causalscene.probes.factorial_source`). A ψ given as ``image_probe`` is used as it
+    is; ``probe_training`` then says what it learned from, for ``cage.json`` (as
+    :func:`fit_image_probe` returns it)."""
     from causalscene.cage import alpha_sweep, compare_with_dag, run_cage
 
     config = replace(config, device=str(resolve_device(config.device)))  # auto → cuda or cpu
@@ -285,9 +292,8 @@ def analyze_generator(
         generator.eval()
     z_train, latents_found = image_latents(generator, images, inversion, progress)
     sub_labels = {a: np.asarray(labels[a]) for a in involved}
-    probe_training = None
     if config.outcome == "image" and image_probe is None:
-        image_probe, probe_training = _fit_image_probe(
+        image_probe, probe_training = fit_image_probe(
             images, sub_labels, config, probe_epochs, dag, data
         )
     result = run_cage(
@@ -305,7 +311,7 @@ def analyze_generator(
     return _write_tables(result, comparison, probe_training, files, out, latents_found)
 
 
-def _fit_image_probe(
+def fit_image_probe(
     images: np.ndarray,
     labels: Mapping[str, np.ndarray],
     config: CageConfig,

@@ -396,26 +396,34 @@ def _faces_both(context: Context) -> dict[str, Any]:
 def _faces_image_outcome(context: Context, trained: Any, config: Any) -> dict[str, Any]:
     """The image outcome (eq. 9, ψ trained on the faces renderer's factorial design) with both
     estimators on the faces DAG's edges between binary attributes (``image_paper``,
-    ``image_calibrated``); each fits the same ψ (same data, seed and device)."""
+    ``image_calibrated``); one ψ serves both (the estimator does not enter its training)."""
     from dataclasses import replace
 
-    from causalscene.cage_pipeline import analyze_generator
+    from causalscene.cage_pipeline import PROBE_EPOCHS, analyze_generator, fit_image_probe
     from causalscene.dag import CausalDAG
 
     dag = CausalDAG.shipped("faces")
-    edges = [f"{c}:{e}" for c, e in dag.edges if dag.cardinality(c) == dag.cardinality(e) == 2]
+    binary = [(c, e) for c, e in dag.edges if dag.cardinality(c) == dag.cardinality(e) == 2]
+    involved = sorted({a for edge in binary for a in edge})
+    labels = {a: np.asarray(trained.labels[a]) for a in involved}
+    image_config = replace(config, outcome="image")
+    psi, psi_training = fit_image_probe(
+        trained.images, labels, image_config, PROBE_EPOCHS, dag, trained.data
+    )
     found: dict[str, Any] = {}
     for estimator in ESTIMATORS:
         analysis = analyze_generator(
             trained.model,
             trained.images,
             trained.labels,
-            ",".join(edges),
-            replace(config, outcome="image", estimator=estimator),
+            ",".join(f"{c}:{e}" for c, e in binary),
+            replace(image_config, estimator=estimator),
             context.out / f"cage_image_{estimator}",
             dag=dag,
             data=trained.data,
             figures=False,
+            image_probe=psi,
+            probe_training=psi_training,
         )
         found[f"image_{estimator}"] = analysis
     return found
