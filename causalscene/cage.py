@@ -367,6 +367,7 @@ def permutation_null(
     mode: str = "shift",
     seed: int = 0,
     outcome_fns: Mapping[str, OutcomeFn] | None = None,
+    only: Sequence[tuple[str, str]] | None = None,
 ) -> NullDistribution:
     """Permutation null of GATE for every directed pair in ``pairs`` (and its reverse).
 
@@ -375,6 +376,11 @@ def permutation_null(
     unchanged outcome (φ_e, or ``outcome_fns[e]`` for the image outcome). All ``|treatments| × P``
     refits are ONE call of :func:`~causalscene.probes.fit_logistic_batched` on a ``[A·P, D]``
     weight tensor, on the probe's device.
+
+    ``only``: the nulls of these directed pairs alone (of those above), refitting only their
+    treatments. The shuffles are drawn as for all of them, so each null is the one the whole call
+    gives, up to the refits' stopping point (the batched solve runs until its slowest row is
+    done).
     """
     _check_alpha(alpha)
     _check_mode(mode)
@@ -387,6 +393,14 @@ def permutation_null(
     directed = sorted({p for c, e in pairs for p in ((c, e), (e, c))})
     treatments = sorted({c for c, _ in directed})
     y, w = _shuffled_targets(labels, treatments, permutations, seed, device, dtype)
+    wanted = directed if only is None else sorted(set(only))
+    stray = [p for p in wanted if p not in directed]
+    if stray:
+        raise ValueError(f"only= names a pair outside pairs (or their reverse): {stray[0]}")
+    needed = sorted({c for c, _ in wanted})
+    if needed != treatments:  # the needed treatments' blocks of shuffles
+        keep = [i for i, m in enumerate(treatments) if m in needed]
+        y, w = (t.view(len(treatments), permutations, -1)[keep].flatten(0, 1) for t in (y, w))
     # One batched Newton solve for all refits (``probe.method == "svm"`` loops over sklearn instead).
     w_all, b_all = probe._solve(zt, y, w)
     refits = {
@@ -394,11 +408,11 @@ def permutation_null(
             w_all[i * permutations : (i + 1) * permutations],
             b_all[i * permutations : (i + 1) * permutations],
         )
-        for i, m in enumerate(treatments)
+        for i, m in enumerate(needed)
     }
     gates: dict[tuple[str, str], np.ndarray] = {}
-    for c in treatments:
-        effects = [e for cc, e in directed if cc == c]
+    for c in needed:
+        effects = [e for cc, e in wanted if cc == c]
         latent_effects = [e for e in effects if outcome_fns is None or e not in outcome_fns]
         if latent_effects:
             values = _latent_null_gates(zk, probe, refits[c], latent_effects, alpha, mode)

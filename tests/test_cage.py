@@ -160,6 +160,21 @@ def test_permutation_null_matches_sklearn_loop():
         np.testing.assert_allclose(null.gates[key], values, atol=2e-4)
 
 
+def test_permutation_null_for_one_direction_is_the_whole_calls():
+    """``only=[(e, c)]`` refits e's shuffles alone: the same shuffles (drawn for both treatments)
+    and so the same null as the two-way call, to the refits' tolerance; nothing for c → e."""
+    z, labels, latents = _planted(seed=3, n=400, k=300, d=4)
+    probe = LatentProbe(l2=1e-2).fit(z, labels, holdout=0)
+    both = permutation_null(z, labels, latents, probe, [("c", "e")], permutations=6, seed=7)
+    one = permutation_null(
+        z, labels, latents, probe, [("c", "e")], permutations=6, seed=7, only=[("e", "c")]
+    )
+    assert set(one.gates) == {("e", "c")} and set(one.probes) == {"e"}
+    np.testing.assert_allclose(one.gates[("e", "c")], both.gates[("e", "c")], atol=1e-6)
+    with pytest.raises(ValueError, match="outside pairs"):
+        permutation_null(z, labels, latents, probe, [("c", "e")], permutations=2, only=[("c", "x")])
+
+
 @pytest.mark.parametrize("mode", ["shift", "cross"])
 def test_image_null_gates_equal_one_permutation_at_a_time(mode):
     """The image-outcome null (several permutations' latents through the outcome in one call)

@@ -238,10 +238,11 @@ def _directions(
     seed: int,
 ) -> dict[str, float]:
     """GATE both ways on ``zk`` and their permutation p-values (:func:`permutation_null` on the
-    first ``preset.null_latents``, once per treatment's step)."""
+    first ``preset.null_latents``, once per treatment's step, for the directions taken at it)."""
     out: dict[str, float] = {}
+    directions = (("c", "e"), ("e", "c"))
     nulls = {}
-    for step in sorted(set(steps.values())):  # one null per distinct step (both directions)
+    for step in sorted(set(steps.values())):  # one null per distinct step
         nulls[step] = permutation_null(
             z_train,
             labels,
@@ -253,8 +254,9 @@ def _directions(
             mode,
             seed,
             fns,
+            only=[(c, e) for c, e in directions if steps[c] == step],
         )
-    for c, e in (("c", "e"), ("e", "c")):
+    for c, e in directions:
         fn = fns[e] if fns is not None else None
         observed = gate(zk[: preset.null_latents], probe, c, e, steps[c], mode, fn)
         out[f"gate_{c}{e}"] = gate(zk, probe, c, e, steps[c], mode, fn)
