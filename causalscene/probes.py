@@ -356,24 +356,26 @@ class ImageProbe(nn.Module):
             )
             log.info("image probe epoch %d: loss %.4f", epoch, self.history[-1])
             run += 1
-            if watch is not None and watch.stop(self._known_accuracy(watch.x, watch.y)):
+            if watch is not None and watch.stop(self._accuracy(watch.x, watch.y)):
                 log.info("image probe: held-out accuracy flat, stopped after epoch %d", epoch)
                 break
         return run
 
     @torch.no_grad()
-    def _known_accuracy(
-        self, x_all: torch.Tensor, y_all: Mapping[str, torch.Tensor], batch_size: int = 512
+    def _accuracy(
+        self, x_all: Any, y_all: Mapping[str, torch.Tensor], batch_size: int = 512
     ) -> dict[str, float]:
-        """Accuracy per attribute on resident images (missing codes skipped; NaN when none is
-        known), read from the device once."""
+        """Accuracy per attribute (missing codes skipped; NaN when none is known): each batch of
+        images made float on the probe's device (resident images stay where they are), the hits
+        counted there and read from the device once."""
+        dev = self._device()
         was_training = self.training
         self.eval()
-        hits = {k: torch.zeros((), device=x_all.device, dtype=torch.int64) for k in y_all}
-        for start in range(0, x_all.shape[0], batch_size):
-            logits = self(to_float_images(x_all[start : start + batch_size]))
+        hits = {k: torch.zeros((), device=dev, dtype=torch.int64) for k in y_all}
+        for start in range(0, len(x_all), batch_size):
+            logits = self(to_float_images(x_all[start : start + batch_size], dev))
             for name, codes in y_all.items():
-                target = codes[start : start + batch_size]
+                target = codes[start : start + batch_size].to(dev)
                 hits[name] += (logits[name].argmax(-1) == target).sum()
         self.train(was_training)
         known = torch.stack([(y >= 0).sum() for y in y_all.values()])
@@ -474,17 +476,8 @@ class ImageProbe(nn.Module):
 
     def accuracy(self, images: Any, labels: Mapping[str, Any]) -> dict[str, float]:
         """Fraction of correct predictions per attribute in ``labels`` (missing codes skipped)."""
-        x = to_float_images(images)
-        y = self._check_labels(labels, x.shape[0])
-        predicted = self.predict(x)
-        out = {}
-        for name, codes in y.items():
-            known = codes.numpy()
-            keep = known >= 0
-            out[name] = (
-                float((predicted[name][keep] == known[keep]).mean()) if keep.any() else float("nan")
-            )
-        return out
+        to_float_images(images[:1])  # the layout checked up front
+        return self._accuracy(images, self._check_labels(labels, len(images)))
 
     def save(self, path: str | Path) -> Path:
         """Plain ``state_dict`` plus the constructor's arguments (loadable with weights_only)."""

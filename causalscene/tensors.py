@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seeded_generator", "to_float_images", "to_uint8_images"]
+__all__ = [
+    "deterministic_cudnn",
+    "resolve_device",
+    "seeded_generator",
+    "to_float_images",
+    "to_uint8_images",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
