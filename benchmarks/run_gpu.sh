@@ -29,6 +29,9 @@ train_benches() {
     $b --batch-size 1024 --data $work/rpg64 --bf16 --channels-last --consistency-weight 0.25 \
       --consistency-fraction $f --out "$out/train_real_bf16_term$f.json" 2>&1 | tee -a "$out/train.log"
   done
+  # the networks compiled (train --compile; a one-off compile per loop, not timed)
+  $b --batch-size 1024 --data $work/rpg64 --bf16 --channels-last --consistency-weight 0.25 \
+    --consistency-fraction 0.25 --compile --out "$out/train_real_bf16_compile.json" 2>&1 | tee -a "$out/train.log"
 }
 case "$what" in
 train)
