@@ -150,13 +150,12 @@ def _solve(
 ) -> np.ndarray:
     """P(variables | do(fixed), codes), normalised; a clear error when the evidence has
     probability 0 (including evidence that contradicts the intervention)."""
-    table = None
     if not any(k in fixed and codes[k] != fixed[k] for k in codes):
         table = _elimination.solve(dag, variables, codes, fixed, max_entries)
         total = float(table.sum())
-    if table is None or not total > 0.0:
-        raise DAGError(f"{what} {_names(dag, codes)} has probability 0", source=dag.source)
-    return np.asarray(table / total)
+        if total > 0.0:
+            return np.asarray(table / total)
+    raise DAGError(f"{what} {_names(dag, codes)} has probability 0", source=dag.source)
 
 
 def condition(
