@@ -825,3 +825,25 @@ def test_a_late_collapse_of_the_heldout_elbo_is_warned_about_once_per_fall(caplo
     assert _collapse_warnings([5.0, 2.0], caplog) == []  # too few evaluations to judge
     negative = [-300.0, -200.0, -100.0, -260.0]  # the same rule on the gain
     assert [e for e, _ in _collapse_warnings(negative, caplog, 0)] == [4]
+
+
+def test_fit_warns_when_its_heldout_elbo_collapses(rpg, caplog):
+    """The warning runs inside fit: a run whose weights are scrambled during its third epoch
+    (planted collapse) is warned about at that epoch; its first two epochs are not."""
+    data = synth_data(rpg, 160, seed=1)
+    torch.manual_seed(0)
+    model = CausalVAE(rpg, 16, 3, base_channels=4)
+    noise = torch.Generator().manual_seed(1)
+
+    def scramble(info):
+        if info["epoch"] == 2:
+            with torch.no_grad():
+                for p in info["model"].parameters():
+                    p.add_(torch.randn(p.shape, generator=noise) * 0.3)
+
+    with caplog.at_level("WARNING", logger="causalscene.train.callbacks"):
+        history = fit(model, data, _config(epochs=3), callbacks=[scramble])
+    elbos = [r["heldout_elbo"] for r in history]
+    assert elbos[1] > elbos[0] and elbos[2] < elbos[1] - (elbos[1] - elbos[0]) / 2, elbos
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and warnings[0].startswith("epoch 3: held-out ELBO fell"), warnings
