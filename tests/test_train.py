@@ -784,8 +784,8 @@ HEALTHY_RPG = [12039, 12993, 14200, 15932, 17762, 19189, 20076, 20891, 21332, 21
 
 
 def _collapse_warnings(values, caplog, skipped_epochs=1):
-    """Feed held-out ELBOs through the epoch-end callback as fit would (with null records
-    between evaluations); the epochs it warned at."""
+    """Feed held-out ELBOs through the epoch-end callback as fit would (NaN between
+    evaluations, as fit's records hold them); the epochs it warned at."""
     from types import SimpleNamespace
 
     from causalscene.train.callbacks import warn_collapse
@@ -796,7 +796,7 @@ def _collapse_warnings(values, caplog, skipped_epochs=1):
     for value in values:
         for _ in range(skipped_epochs):
             epoch += 1
-            run.history.append({"epoch": epoch, "train_elbo": 0.0, "heldout_elbo": None})
+            run.history.append({"epoch": epoch, "train_elbo": 0.0, "heldout_elbo": math.nan})
         epoch += 1
         record = {"epoch": epoch, "train_elbo": 0.0, "heldout_elbo": float(value)}
         run.history.append(record)
@@ -828,22 +828,25 @@ def test_a_late_collapse_of_the_heldout_elbo_is_warned_about_once_per_fall(caplo
 
 
 def test_fit_warns_when_its_heldout_elbo_collapses(rpg, caplog):
-    """The warning runs inside fit: a run whose weights are scrambled during its third epoch
-    (planted collapse) is warned about at that epoch; its first two epochs are not."""
+    """The warning runs inside fit: a run whose weights are scrambled during its fifth epoch
+    (planted collapse) is warned about at that epoch, the third held-out evaluation (every
+    second epoch and the last); the epochs before are not."""
     data = synth_data(rpg, 160, seed=1)
     torch.manual_seed(0)
     model = CausalVAE(rpg, 16, 3, base_channels=4)
     noise = torch.Generator().manual_seed(1)
 
     def scramble(info):
-        if info["epoch"] == 2:
+        if info["epoch"] == 4:
             with torch.no_grad():
                 for p in info["model"].parameters():
                     p.add_(torch.randn(p.shape, generator=noise) * 0.3)
 
     with caplog.at_level("WARNING", logger="causalscene.train.callbacks"):
-        history = fit(model, data, _config(epochs=3), callbacks=[scramble])
+        history = fit(model, data, _config(epochs=5, eval_every=2), callbacks=[scramble])
     elbos = [r["heldout_elbo"] for r in history]
-    assert elbos[1] > elbos[0] and elbos[2] < elbos[1] - (elbos[1] - elbos[0]) / 2, elbos
+    assert [math.isnan(v) for v in elbos] == [True, False, True, False, False]
+    first, best, last = elbos[1], elbos[3], elbos[4]
+    assert best > first and last < best - (best - first) / 2, elbos
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and warnings[0].startswith("epoch 3: held-out ELBO fell"), warnings
+    assert len(warnings) == 1 and warnings[0].startswith("epoch 5: held-out ELBO fell"), warnings

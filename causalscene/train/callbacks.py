@@ -11,6 +11,7 @@ adds more after them.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,11 @@ def keep_record(run: TrainState, record: dict[str, Any]) -> None:
 COLLAPSE_SHARE = 0.5
 
 
+def _measured(record: dict[str, Any]) -> bool:
+    value = record.get("heldout_elbo")
+    return value is not None and math.isfinite(value)
+
+
 def warn_collapse(run: TrainState, record: dict[str, Any]) -> None:
     """A warning when the held-out ELBO falls back by more than :data:`COLLAPSE_SHARE` of the
     run's gain so far: once per fall, from the third evaluation on.
@@ -79,12 +85,10 @@ def warn_collapse(run: TrainState, record: dict[str, Any]) -> None:
     worse model than it had. Measured on the GPU budget at batch 1024 and lr 1.414e-3 (faces, 1
     seed of 4; rpg): the held-out ELBO rose to 22,264 and fell to 2,771 within 10 epochs, where
     lr 1e-3 rose throughout (docs/benchmarks.md)."""
-    if record.get("heldout_elbo") is None:
+    if not _measured(record):  # epochs between evaluations hold NaN (null in metrics.jsonl)
         return
     before = [
-        (r["epoch"], r["heldout_elbo"])
-        for r in run.history
-        if r is not record and r.get("heldout_elbo") is not None
+        (r["epoch"], r["heldout_elbo"]) for r in run.history if r is not record and _measured(r)
     ]
     if len(before) < 2:
         return
